@@ -1,0 +1,28 @@
+"""One error type for every problem a user can fix, and a wrapper that prints it as one line."""
+from __future__ import annotations
+
+import functools
+import sys
+import time
+
+
+class EmotionError(Exception):
+    """A problem with the user's input or setup; the message says what and how to fix it."""
+
+
+def one_line_errors(main):
+    """Run `main`; turn EmotionError into one stderr line and exit code 1, and report wall time."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        name = getattr(main, "__module__", "emotion")
+        try:
+            result = main(*args, **kwargs)
+        except EmotionError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        print(f"[{name}] done in {time.perf_counter() - start:.1f} s", flush=True)
+        return result
+
+    return wrapper

@@ -1,0 +1,62 @@
+"""Export the trained model to deployable formats and check they agree with the Keras original."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from emotion.data import CLASSES, IMAGE_SIZE
+from emotion.fileio import atomic_path, write_json
+from emotion.inference import KerasClassifier, load_classifier
+
+FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite"}
+KERAS_FORMAT = {"saved_model": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_images: np.ndarray,
+                 metadata: dict) -> dict:
+    """Write model.keras + each format + labels.json + metadata.json into out_dir (atomically);
+    return per-format parity: the max |probability difference| from Keras on the same images."""
+    reference = KerasClassifier(model_path)
+    expected = reference.predict_proba(parity_images)
+    report = {}
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        shutil.copy2(model_path, tmp / "model.keras")
+        for fmt in formats:
+            target = tmp / FILES[fmt]
+            reference.model.export(str(target), format=KERAS_FORMAT[fmt], verbose=False)
+            got = load_classifier(target).predict_proba(parity_images)
+            report[fmt] = {"max_abs_diff": float(np.abs(got - expected).max()),
+                           "argmax_agreement": float((got.argmax(1) == expected.argmax(1)).mean()),
+                           "size_bytes": _size(target)}
+            print(f"export: {fmt:12s} max |Δp| = {report[fmt]['max_abs_diff']:.2e}", flush=True)
+        write_json(tmp / "labels.json", list(CLASSES))
+        write_json(tmp / "metadata.json", {**metadata, "formats": {f: FILES[f] for f in formats},
+                                           "parity": report, **input_spec()})
+    return report
+
+
+def input_spec() -> dict:
+    return {
+        "input": {"name": "image", "shape": [None, IMAGE_SIZE, IMAGE_SIZE, 1], "dtype": "float32",
+                  "range": [0, 255]},
+        "output": {"shape": [None, len(CLASSES)], "meaning": "softmax probabilities in class order"},
+        "class_order": list(CLASSES),
+        "preprocessing": ("grayscale (PIL convert('L'); alpha composited on white), resize to "
+                          f"{IMAGE_SIZE}x{IMAGE_SIZE} bilinear, raw grey levels 0-255 as float32; "
+                          "scaling to 0-1 is inside the model"),
+    }
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size

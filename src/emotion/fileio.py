@@ -1,0 +1,63 @@
+"""Atomic, deterministic writes: an output is either complete or absent, and equal inputs give equal bytes."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, is_dir: bool = False):
+    """Yield a temporary sibling of `dest`; move it over `dest` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=dest.suffix, dir=dest.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        elif dest.exists() or dest.is_symlink():
+            dest.unlink()
+        os.replace(tmp, dest)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_text(dest, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def write_json(dest, obj) -> None:
+    write_text(dest, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_npz(dest, **arrays: np.ndarray) -> None:
+    """Like np.savez, but with fixed zip timestamps so the same arrays always give the same bytes."""
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", _FIXED_ZIP_TIME), buffer.getvalue())
+
+
+def load_npz(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

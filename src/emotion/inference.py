@@ -1,0 +1,122 @@
+"""Load any model the project produces (.keras, SavedModel, ONNX, TFLite, or an export folder) behind
+one interface: predict_proba(uint8 N×48×48) → float32 N×7."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from emotion.errors import EmotionError
+
+# Fastest first: the order in which an export folder's formats are tried.
+RUNTIME_ORDER = ("model.onnx", "model.tflite", "model.keras", "saved_model")
+
+
+def _as_input(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    return images.astype(np.float32)
+
+
+class _Batched:
+    """Subclasses implement _run(float32 N×H×W×1) for one batch."""
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        x = _as_input(images)
+        if len(x) == 0:
+            return np.zeros((0, 7), dtype=np.float32)
+        return np.concatenate([self._run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+class KerasClassifier(_Batched):
+    runtime = "keras"
+
+    def __init__(self, path: Path):
+        import keras
+
+        self.model = keras.models.load_model(path, compile=False)
+
+    def _run(self, x):
+        return np.asarray(self.model(x, training=False), dtype=np.float32)
+
+
+class SavedModelClassifier(_Batched):
+    runtime = "tf_saved_model"
+
+    def __init__(self, path: Path):
+        import keras
+
+        self.layer = keras.layers.TFSMLayer(str(path), call_endpoint="serve")
+
+    def _run(self, x):
+        return np.asarray(self.layer(x), dtype=np.float32)
+
+
+class OnnxClassifier(_Batched):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=ort.get_available_providers())
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _run(self, x):
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+class LiteRTClassifier(_Batched):
+    runtime = "litert"
+
+    def __init__(self, path: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path))
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.batch = None
+
+    def _run(self, x):
+        if self.batch != len(x):
+            self.interpreter.resize_tensor_input(self.input, list(x.shape))
+            self.interpreter.allocate_tensors()
+            self.batch = len(x)
+        self.interpreter.set_tensor(self.input, x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output).copy()
+
+
+def load_classifier(path: str | Path):
+    """Pick the runtime from the file type; for an export folder, the fastest format that loads."""
+    path = Path(path)
+    if not path.exists():
+        raise EmotionError(f"{path}: model not found; run `dvc repro` (or `dvc pull`) to produce it, "
+                           "or pass --model with a .keras/.onnx/.tflite file or an export folder")
+    if path.is_dir() and (path / "saved_model.pb").exists():
+        return SavedModelClassifier(path)
+    if path.is_dir():
+        errors = []
+        for name in RUNTIME_ORDER:
+            if (path / name).exists():
+                try:
+                    return load_classifier(path / name)
+                except ImportError as err:  # runtime not installed: try the next format
+                    errors.append(f"{name}: {err}")
+        raise EmotionError(f"{path}: no loadable model (.onnx, .tflite, .keras or saved_model/) inside"
+                           + (f" ({'; '.join(errors)})" if errors else ""))
+    loaders = {".keras": KerasClassifier, ".onnx": OnnxClassifier, ".tflite": LiteRTClassifier}
+    if path.suffix not in loaders:
+        raise EmotionError(f"{path}: unknown model type '{path.suffix}'; use .keras, .onnx, .tflite or a folder")
+    try:
+        return loaders[path.suffix](path)
+    except ImportError:
+        raise
+    except Exception as err:
+        raise EmotionError(f"{path}: could not load model ({str(err).splitlines()[0][:160]})") from None
+
+
+def read_labels(export_dir: Path) -> list[str] | None:
+    labels = Path(export_dir) / "labels.json"
+    return json.loads(labels.read_text()) if labels.exists() else None

@@ -1,0 +1,29 @@
+"""Stage 7: models/model.keras → models/export/ (SavedModel, ONNX, TFLite, labels, metadata) with a
+parity check of every format against Keras → metrics/export.json."""
+import json
+from pathlib import Path
+
+from emotion.config import load_params
+from emotion.errors import one_line_errors
+from emotion.export import export_model, sha256_file
+from emotion.fileio import load_npz, write_json
+
+
+@one_line_errors
+def main():
+    params = load_params()
+    test = load_npz("data/prepared/test.npz")
+    metadata = {
+        "model": params.train.model,
+        "metrics": {split: {k: v for k, v in scores.items() if k in ("accuracy", "macro_f1")}
+                    for split, scores in json.loads(Path("metrics/eval.json").read_text()).items()
+                    if isinstance(scores, dict)},
+        "data_sha256": {split: sha256_file(Path(f"data/prepared/{split}.npz")) for split in ("train", "val", "test")},
+    }
+    parity = export_model(Path("models/model.keras"), Path("models/export"), params.export.formats,
+                          test["images"][: params.export.parity_images], metadata)
+    write_json("metrics/export.json", parity)
+
+
+if __name__ == "__main__":
+    main()
