@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from pathlib import Path
 
 
 class EmotionError(Exception):
@@ -16,7 +17,7 @@ def one_line_errors(main):
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         start = time.perf_counter()
-        name = getattr(main, "__module__", "emotion")
+        name = main.__module__ if main.__module__ != "__main__" else Path(sys.argv[0]).stem
         try:
             result = main(*args, **kwargs)
         except EmotionError as err:
