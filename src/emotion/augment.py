@@ -9,7 +9,7 @@ import keras
 from emotion.config import AugmentParams
 
 
-def build_augmenter(params: AugmentParams, seed: int) -> keras.Sequential:
+def build_augmenter(params: AugmentParams, seed: int) -> keras.Layer:
     layers = []
     if params.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
@@ -24,4 +24,4 @@ def build_augmenter(params: AugmentParams, seed: int) -> keras.Sequential:
     if params.erasing:
         layers.append(keras.layers.RandomErasing(factor=params.erasing, scale=(0.02, 0.15),
                                                  value_range=(0, 255), seed=seed + 5))
-    return keras.Sequential(layers, name="augment")
+    return keras.Sequential(layers, name="augment") if layers else keras.layers.Identity(name="augment")

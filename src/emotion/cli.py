@@ -17,8 +17,8 @@ def _evaluate(args) -> None:
     from emotion.fileio import write_json
     from emotion.inference import load_classifier
 
-    classifier = load_classifier(args.model)
     data = read_labelled_folder(Path(args.data_dir))
+    classifier = load_classifier(args.model)
     proba = predict_proba(classifier, data["images"], args.batch_size, args.tta_flip)
     result = {"model": str(args.model), "runtime": classifier.runtime, "data_dir": str(args.data_dir),
               **score(data["labels"], proba)}

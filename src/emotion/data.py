@@ -152,7 +152,7 @@ def build_manifest(raw_dir: Path, blank_std_max: float, progress_every: int = 50
                     rows.append(row)
             if len(rows) == before:
                 raise EmotionError(f"{class_dir}: class folder has no readable images; add images or remove the folder")
-    manifest = pd.DataFrame(rows)
+    manifest = pd.DataFrame(rows).sort_values("id", ignore_index=True)
     return _add_duplicate_groups(manifest), skipped
 
 
@@ -201,8 +201,8 @@ def _add_duplicate_groups(manifest: pd.DataFrame) -> pd.DataFrame:
     per_group = manifest[manifest.dup_group >= 0].groupby("dup_group")
     conflict = per_group["label"].nunique() > 1
     cross = per_group["folder"].nunique() > 1
-    manifest["dup_conflict"] = manifest["dup_group"].map(conflict).fillna(False).astype(bool)
-    manifest["dup_cross_folder"] = manifest["dup_group"].map(cross).fillna(False).astype(bool)
+    manifest["dup_conflict"] = manifest["dup_group"].isin(conflict.index[conflict])
+    manifest["dup_cross_folder"] = manifest["dup_group"].isin(cross.index[cross])
     return manifest
 
 

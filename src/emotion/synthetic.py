@@ -1,5 +1,5 @@
-"""A tiny FER2013-shaped dataset for tests and demos: each class draws a different bright bar, so a
-model can learn it in seconds. Written in the Kaggle layout (train/<class>/Training_<n>.jpg, ...)."""
+"""A tiny FER2013-shaped dataset for tests and demos: each class is a stripe pattern of its own period
+(unchanged by flips, shifts and pooling), so a model can learn it in seconds. Written in the Kaggle layout (train/<class>/Training_<n>.jpg, ...)."""
 from __future__ import annotations
 
 import zipfile
@@ -12,9 +12,9 @@ from emotion.data import CLASSES
 
 
 def synthetic_face(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
-    image = rng.normal(110, 20, (size, size))
-    row = 4 + label * (size - 8) // len(CLASSES)
-    image[row:row + 5, 6:-6] += 110
+    period = 3 + 1.5 * label
+    x = np.arange(size) * (2 * np.pi / period) + rng.uniform(0, 2 * np.pi)
+    image = 120 + 70 * np.sin(x)[None, :] + rng.normal(0, 15, (size, size))
     return np.clip(image, 0, 255).astype(np.uint8)
 
 

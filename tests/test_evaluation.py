@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emotion.data import CLASSES
+from emotion.evaluation import predict_proba, score, write_confusion, write_misclassified
+
+
+def one_hot_proba(predicted, confidence=0.9):
+    proba = np.full((len(predicted), 7), (1 - confidence) / 6)
+    proba[np.arange(len(predicted)), predicted] = confidence
+    return proba
+
+
+def test_score_matches_hand_computed_values():
+    labels = np.array([0, 0, 1, 3, 3, 3])
+    predicted = np.array([0, 1, 1, 3, 3, 0])
+    result = score(labels, one_hot_proba(predicted))
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    angry = result["per_class"]["angry"]
+    assert (angry["precision"], angry["recall"], angry["support"]) == (pytest.approx(0.5), pytest.approx(0.5), 2)
+    # F1: angry 0.5, disgust 2/3, happy 0.8; absent classes are left out of the macro mean
+    assert result["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 0.8) / 3)
+    assert result["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.1 / 6, 0.9, 0.9, 0.9, 0.1 / 6])))
+    json.dumps(result)  # plain types only
+
+
+class Mirror:
+    """A classifier whose answer depends on which half of the image is bright."""
+
+    def predict_proba(self, images, batch_size=256):
+        left = images[:, :, :24].mean(axis=(1, 2)) > images[:, :, 24:].mean(axis=(1, 2))
+        return one_hot_proba(np.where(left, 0, 1), 1.0)
+
+
+def test_flip_tta_averages_image_and_mirror():
+    images = np.zeros((1, 48, 48), np.uint8)
+    images[:, :, :24] = 255
+    plain = predict_proba(Mirror(), images)
+    tta = predict_proba(Mirror(), images, tta_flip=True)
+    assert plain[0, 0] == 1 and tta[0, 0] == pytest.approx(0.5) and tta[0, 1] == pytest.approx(0.5)
+
+
+def test_confusion_and_misclassified_outputs(tmp_path):
+    labels = np.array([0, 1, 2, 3])
+    proba = one_hot_proba(np.array([0, 2, 2, 4]))
+    write_confusion(labels, proba, tmp_path / "c.csv", tmp_path / "c.png", "t")
+    rows = pd.read_csv(tmp_path / "c.csv")
+    assert list(rows.columns) == ["actual", "predicted"] and len(rows) == 4
+    assert rows.iloc[1].tolist() == [CLASSES[1], CLASSES[2]]
+    write_misclassified(np.zeros((4, 48, 48), np.uint8), labels, proba, tmp_path / "m.png", count=10)
+    for png in ("c.png", "m.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

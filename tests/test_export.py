@@ -1,0 +1,70 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from emotion.data import CLASSES
+from emotion.errors import EmotionError
+from emotion.export import export_model
+from emotion.inference import load_classifier
+from emotion.models import build_model
+
+
+@pytest.fixture(scope="module")
+def keras_model(tmp_path_factory, tiny_train):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_model(dataclasses.replace(tiny_train, model="cnn_small", width=4)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(keras_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "export"
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    report = export_model(keras_model, out, ["saved_model", "onnx", "tflite"], images, {"model": "cnn_small"})
+    return out, report, images
+
+
+def test_every_format_agrees_with_keras(exported):
+    out, report, _ = exported
+    assert set(report) == {"saved_model", "onnx", "tflite"}
+    for fmt, result in report.items():
+        assert result["max_abs_diff"] < 1e-4, fmt
+        assert result["argmax_agreement"] == 1.0 and result["size_bytes"] > 0
+
+
+def test_export_folder_has_labels_and_metadata(exported):
+    out, _, _ = exported
+    assert sorted(p.name for p in out.iterdir()) == [
+        "labels.json", "metadata.json", "model.keras", "model.onnx", "model.tflite", "saved_model"]
+    assert json.loads((out / "labels.json").read_text()) == list(CLASSES)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["class_order"] == list(CLASSES) and meta["input"]["shape"] == [None, 48, 48, 1]
+    assert "parity" in meta and meta["model"] == "cnn_small"
+
+
+@pytest.mark.parametrize("name, runtime", [("model.onnx", "onnxruntime"), ("model.tflite", "litert"),
+                                           ("model.keras", "keras"), ("saved_model", "tf_saved_model"),
+                                           (".", "onnxruntime")])
+def test_load_classifier_picks_runtime(exported, name, runtime):
+    out, _, images = exported
+    classifier = load_classifier(out / name)
+    assert classifier.runtime == runtime
+    proba = classifier.predict_proba(images, batch_size=3)  # batches of uneven size
+    assert proba.shape == (8, 7)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_missing_or_unknown_model_files(tmp_path):
+    with pytest.raises(EmotionError, match="model not found; run `dvc repro` \\(or `dvc pull`\\)"):
+        load_classifier(tmp_path / "missing.onnx")
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(EmotionError, match="unknown model type '.pt'"):
+        load_classifier(tmp_path / "model.pt")
+    (tmp_path / "broken.onnx").write_bytes(b"not onnx")
+    with pytest.raises(EmotionError, match="broken.onnx: could not load model"):
+        load_classifier(tmp_path / "broken.onnx")

@@ -1,0 +1,129 @@
+"""End to end: the real `dvc repro` on a tiny synthetic Kaggle-layout zip, in a throwaway git repo."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from emotion.config import set_param
+from emotion.data import CLASSES
+from emotion.synthetic import write_fake_fer_zip
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", ".dvcignore"]
+DATA_STAGES = ["download", "manifest", "split", "preprocess"]
+TINY = {
+    "split.val_fraction": "0.25", "train.model": "cnn_small", "train.width": "8", "train.epochs": "2",
+    "train.batch_size": "16", "evaluate.misclassified": "6", "export.parity_images": "16",
+}
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(Path(cwd) / "src"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=isinstance(cmd, str))
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git+DVC repo holding the project's pipeline files and tiny params, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("pipeline")
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, root / name)
+    archive = write_fake_fer_zip(root.parent / "fer2013.zip", train_per_class=10, test_per_class=4)
+    set_param(root / "params.yaml", "download.source", str(archive))
+    for key, value in TINY.items():
+        set_param(root / "params.yaml", key, value)
+    run("git init -q && git config user.email t@t && git config user.name t && dvc init -q", root)
+    run("git add -A && git commit -qm init", root)
+    result = run(["dvc", "repro"], root)
+    (root / "repro.log").write_text(result.stdout + result.stderr)
+    return root
+
+
+def lock_hashes(root: Path, stages) -> dict:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    return {(stage, out["path"]): out.get("md5") for stage in stages for out in lock[stage]["outs"]}
+
+
+def test_every_artifact_is_produced(repo):
+    for path in ["data/raw/train/happy", "data/manifest.parquet", "data/split.parquet",
+                 "data/prepared/train.npz", "data/prepared/val.npz", "data/prepared/test.npz",
+                 "models/model.keras", "models/export/model.onnx", "models/export/model.tflite",
+                 "models/export/saved_model/saved_model.pb", "models/export/labels.json",
+                 "models/export/metadata.json", "dvclive/metrics.json"]:
+        assert (repo / path).exists(), path
+    for png in ["class_distribution", "samples", "confusion", "misclassified"]:
+        assert (repo / "plots" / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
+
+
+def test_manifest_and_splits_are_well_formed(repo):
+    manifest = pd.read_parquet(repo / "data/manifest.parquet")
+    assert len(manifest) == 7 * 14 and manifest.id.is_unique
+    assert set(manifest.usage) == {"Training", "PublicTest"}
+    stats = json.loads((repo / "metrics/dataset.json").read_text())
+    assert stats["images"] == 98 and stats["per_folder"] == {"test": 28, "train": 70}
+    split = json.loads((repo / "metrics/split.json").read_text())
+    assert split["per_split"]["test"] == 28 and split["per_split"]["train"] + split["per_split"]["val"] == 70
+    test = np.load(repo / "data/prepared/test.npz")
+    assert test["images"].shape == (28, 48, 48) and test["images"].dtype == np.uint8
+
+
+def test_metrics_have_every_key(repo):
+    scores = json.loads((repo / "metrics/eval.json").read_text())
+    for split in ("test", "val"):
+        assert {"loss", "accuracy", "macro_f1", "per_class"} <= set(scores[split])
+        assert sorted(scores[split]["per_class"]) == list(CLASSES)
+        for cls in scores[split]["per_class"].values():
+            assert set(cls) == {"precision", "recall", "f1", "support"}
+    live = json.loads((repo / "dvclive/metrics.json").read_text())
+    assert {"best_epoch", "best_val_accuracy", "train", "val"} <= set(live)
+    parity = json.loads((repo / "metrics/export.json").read_text())
+    assert set(parity) == {"saved_model", "onnx", "tflite"}
+    assert all(p["max_abs_diff"] < 1e-4 for p in parity.values())
+
+
+def test_dvc_sees_metrics_plots_and_a_clean_state(repo):
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    flat = json.dumps(shown)
+    assert "test.accuracy" in flat or '"accuracy"' in flat
+    confusion = pd.read_csv(repo / "plots/confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 28
+    steps = pd.read_csv(repo / "dvclive/plots/metrics/val/accuracy.tsv", sep="\t")
+    assert list(steps.step) == [0, 1]
+    out = repo / "plots_html"
+    run(["dvc", "plots", "show", "--html-template", str(REPO / "dvc_plots/offline.html"), "-o", str(out)], repo)
+    html = (out / "index.html").read_text()
+    assert "vega" in html and "https://cdn" not in html and "confusion" in html
+
+
+def test_data_stages_are_bit_for_bit_reproducible(repo):
+    before = lock_hashes(repo, DATA_STAGES)
+    for stage in DATA_STAGES:
+        run(["dvc", "repro", "--force", "--single-item", stage], repo)
+    assert lock_hashes(repo, DATA_STAGES) == before
+
+
+def test_changing_lr_reruns_only_train_and_later(repo):
+    result = run(["dvc", "exp", "run", "-S", "train.lr=1e-4"], repo)
+    ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["train", "evaluate", "export"]
+    shown = run(["dvc", "exp", "show", "--md", "--no-pager"], repo).stdout
+    assert "train.lr" in shown and ("0.0001" in shown or "1e-4" in shown)
