@@ -60,7 +60,7 @@ def test_load_classifier_picks_runtime(exported, name, runtime):
 
 
 def test_missing_or_unknown_model_files(tmp_path):
-    with pytest.raises(EmotionError, match="model not found; run `dvc repro` \\(or `dvc pull`\\)"):
+    with pytest.raises(EmotionError, match="missing.onnx: model not found; run `dvc repro`"):
         load_classifier(tmp_path / "missing.onnx")
     (tmp_path / "model.pt").write_bytes(b"x")
     with pytest.raises(EmotionError, match="unknown model type '.pt'"):

@@ -1,9 +1,6 @@
 """End to end: the real `dvc repro` on a tiny synthetic Kaggle-layout zip, in a throwaway git repo."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,50 +8,21 @@ import pandas as pd
 import pytest
 import yaml
 
-from emotion.config import set_param
 from emotion.data import CLASSES
-from emotion.synthetic import write_fake_fer_zip
 
-from conftest import REPO
+from conftest import REPO, run
 
 pytestmark = pytest.mark.slow
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", ".dvcignore"]
 DATA_STAGES = ["download", "manifest", "split", "preprocess"]
-TINY = {
-    "split.val_fraction": "0.25", "train.model": "cnn_small", "train.width": "8", "train.epochs": "2",
-    "train.batch_size": "16", "evaluate.misclassified": "6", "export.parity_images": "16",
-}
-
-
-def run(cmd, cwd, check=True):
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(Path(cwd) / "src"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=isinstance(cmd, str))
-    if check and result.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git+DVC repo holding the project's pipeline files and tiny params, after one `dvc repro`."""
-    root = tmp_path_factory.mktemp("pipeline")
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, root / name)
-    archive = write_fake_fer_zip(root.parent / "fer2013.zip", train_per_class=10, test_per_class=4)
-    set_param(root / "params.yaml", "download.source", str(archive))
-    for key, value in TINY.items():
-        set_param(root / "params.yaml", key, value)
-    run("git init -q && git config user.email t@t && git config user.name t && dvc init -q", root)
-    run("git add -A && git commit -qm init", root)
-    result = run(["dvc", "repro"], root)
-    (root / "repro.log").write_text(result.stdout + result.stderr)
-    return root
+def repo(pipeline_template, tmp_path_factory):
+    """One copy shared by this module's tests, which run in order (the last one changes params)."""
+    copy = tmp_path_factory.mktemp("pipeline") / "repo"
+    shutil.copytree(pipeline_template, copy, symlinks=True)
+    return copy
 
 
 def lock_hashes(root: Path, stages) -> dict:

@@ -28,6 +28,13 @@ def _evaluate(args) -> None:
         write_json(args.json, result)
 
 
+def _report(args) -> None:
+    from emotion.review import build_report
+
+    text = build_report(Path.cwd(), args.base, args.rev, args.out)
+    print(text if args.print else f"wrote {args.out}")
+
+
 def _params(args) -> None:
     from emotion.config import load_params, set_param, to_dict
 
@@ -61,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--file", type=Path, default=Path("params.yaml"))
     pa.add_argument("--show", action="store_true", help="with check: print the parsed values")
     pa.set_defaults(func=_params)
+
+    re_ = sub.add_parser("report", help="Markdown review of a model change: params, metrics, per-class, confusion")
+    re_.add_argument("--base", default="main", help="git revision to compare against (default: %(default)s)")
+    re_.add_argument("--rev", help="git revision or experiment name (default: the workspace)")
+    re_.add_argument("-o", "--out", type=Path, default=Path("review/report.md"))
+    re_.add_argument("--print", action="store_true", help="also print the report")
+    re_.set_defaults(func=_report)
     return parser
 
 

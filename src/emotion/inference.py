@@ -92,8 +92,11 @@ def load_classifier(path: str | Path):
     """Pick the runtime from the file type; for an export folder, the fastest format that loads."""
     path = Path(path)
     if not path.exists():
-        raise EmotionError(f"{path}: model not found; run `dvc repro` (or `dvc pull`) to produce it, "
-                           "or pass --model with a .keras/.onnx/.tflite file or an export folder")
+        from emotion.storage import pull_missing
+
+        hint = pull_missing(path)
+        if hint:
+            raise EmotionError(f"{path}: model not found; {hint}")
     if path.is_dir() and (path / "saved_model.pb").exists():
         return SavedModelClassifier(path)
     if path.is_dir():

@@ -1,0 +1,52 @@
+"""DVC remote storage from the library's side: fetch a missing model instead of failing."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# A down S3 server makes botocore retry for ~45 s; fail in seconds instead, and never probe the
+# EC2 metadata address for credentials.
+S3_FAST_FAIL = {"AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true", "DVC_NO_ANALYTICS": "1"}
+
+
+def dvc(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**S3_FAST_FAIL, **os.environ}
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def repo_root(path: Path) -> Path | None:
+    """The DVC repository that contains `path` (which need not exist yet)."""
+    for folder in [path.resolve(), *path.resolve().parents]:
+        if (folder / ".dvc").is_dir():
+            return folder
+    return None
+
+
+def default_remote(root: Path) -> str | None:
+    result = dvc("remote", "default", cwd=root, timeout=60)
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def pull_missing(path: Path) -> str | None:
+    """Try `dvc pull <path>` when path is missing inside a DVC repo with a default remote.
+    Returns None on success, else a hint for the user saying how to get the model."""
+    root = repo_root(path)
+    if root is None:
+        return "run `dvc repro` in the pipeline's repository, or pass --model with a .keras/.onnx/.tflite file"
+    remote = default_remote(root)
+    if remote is None:
+        return ("run `dvc pull export` after adding a remote (`dvc remote add -d NAME URL`), "
+                "or `dvc repro` to train one")
+    target = os.path.relpath(path.resolve(), root)
+    print(f"{target} is missing: pulling it from DVC remote '{remote}' ...", file=sys.stderr, flush=True)
+    result = dvc("pull", target, cwd=root)
+    if result.returncode == 0 and path.exists():
+        return None
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip().startswith("ERROR")]
+    reason = lines[-1] if lines else "nothing to pull for it"
+    return f"`dvc pull {target}` from remote '{remote}' failed ({reason[:200]}); run `dvc repro` to train one"
