@@ -64,11 +64,24 @@ def test_offline_kaggle_download_says_how_to_use_a_local_archive(monkeypatch, tm
     assert "msambare/fer2013" in message and "download.source" in message and "\n" not in message
 
 
-def test_kaggle_download_result_is_copied(monkeypatch, fake_fer, tmp_path):
+@pytest.mark.parametrize("handle", ["msambare/fer2013", "msambare/fer2013/versions/1"])
+def test_kaggle_download_result_is_copied(monkeypatch, fake_fer, tmp_path, handle):
     import kagglehub
 
-    monkeypatch.setattr(kagglehub, "dataset_download", lambda handle: str(fake_fer))
-    assert (fetch_raw("msambare/fer2013", tmp_path / "raw") / "test" / "sad").is_dir()
+    asked = []
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda h: asked.append(h) or str(fake_fer))
+    assert (fetch_raw(handle, tmp_path / "raw") / "test" / "sad").is_dir()
+    assert asked == [handle]
+
+
+@pytest.mark.parametrize("source", ["fer2013.zip", "data/fer2013.zip", "./fer", "~/nowhere/fer2013"])
+def test_missing_local_paths_are_not_sent_to_kaggle(monkeypatch, tmp_path, source):
+    import kagglehub
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda h: pytest.fail("asked Kaggle"))
+    with pytest.raises(EmotionError, match="does not exist"):
+        fetch_raw(source, tmp_path / "raw")
 
 
 def test_folder_without_layout(tmp_path):

@@ -21,6 +21,7 @@ CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 FOLDERS = ("train", "test")
 IMAGE_SIZE = 48
 _USAGE = re.compile(r"^(Training|PublicTest|PrivateTest)_")
+_KAGGLE_HANDLE = re.compile(r"^[\w-]+/[\w.-]+(/versions/\d+)?$")  # owner/dataset[/versions/N]
 _FIX_SOURCE = "set download.source in params.yaml to a local fer2013.zip or its extracted folder"
 
 
@@ -31,20 +32,16 @@ def fetch_raw(source: str, dest: Path) -> Path:
     path = Path(source).expanduser()
     if path.exists():
         origin = path
-    elif _looks_like_path(source):
-        raise EmotionError(f"download.source '{source}' does not exist; {_FIX_SOURCE}")
-    else:
+    elif _KAGGLE_HANDLE.match(source) and not source.endswith(".zip"):
         origin = Path(_kaggle_download(source))
+    else:
+        raise EmotionError(f"download.source '{source}' does not exist; {_FIX_SOURCE}")
     with atomic_path(dest, is_dir=True) as tmp:
         if origin.is_file():
             _extract_zip(origin, tmp)
         else:
             _copy_layout(_find_root(origin, str(origin)), tmp)
     return dest
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.endswith(".zip") or source.startswith((".", "/", "~")) or source.count("/") != 1
 
 
 def _kaggle_download(handle: str) -> str:
