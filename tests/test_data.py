@@ -230,3 +230,20 @@ def test_atomic_write_leaves_previous_output_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert dest.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from emotion.fileio import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "file.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_path(tmp_path / "folder", is_dir=True) as tmp:
+            (tmp / "a").write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755

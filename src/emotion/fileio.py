@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -28,6 +30,7 @@ def atomic_path(dest: str | os.PathLike, is_dir: bool = False):
         tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)  # mkstemp/mkdtemp make them private
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         elif dest.exists() or dest.is_symlink():
