@@ -1,5 +1,5 @@
-"""Stage 7: models/model.keras → models/export/ (SavedModel, ONNX, TFLite, labels, metadata) with a
-parity check of every format against Keras → metrics/export.json."""
+"""Stage 7: models/model.keras → models/export/ (SavedModel, ONNX, int8 ONNX, TFLite, labels, metadata)
+with a parity check of every format against Keras → metrics/export.json."""
 import json
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from emotion.fileio import load_npz, write_json
 @one_line_errors
 def main():
     params = load_params()
-    test = load_npz("data/prepared/test.npz")
+    test, val = load_npz("data/prepared/test.npz"), load_npz("data/prepared/val.npz")
     metadata = {
         "model": params.train.model,
         "metrics": {split: {k: v for k, v in scores.items() if k in ("accuracy", "macro_f1")}
@@ -21,7 +21,8 @@ def main():
         "data_sha256": {split: sha256_file(Path(f"data/prepared/{split}.npz")) for split in ("train", "val", "test")},
     }
     parity = export_model(Path("models/model.keras"), Path("models/export"), params.export.formats,
-                          test["images"][: params.export.parity_images], metadata)
+                          test["images"][: params.export.parity_images], metadata,
+                          calibration_images=val["images"][: params.export.calibration_images])
     write_json("metrics/export.json", parity)
 
 

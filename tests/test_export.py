@@ -24,36 +24,42 @@ def keras_model(tmp_path_factory, tiny_train):
 @pytest.fixture(scope="module")
 def exported(keras_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "export"
-    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    report = export_model(keras_model, out, ["saved_model", "onnx", "tflite"], images, {"model": "cnn_small"})
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    calibration = rng.integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    report = export_model(keras_model, out, ["tflite", "onnx_int8", "saved_model", "onnx"], images,
+                          {"model": "cnn_small"}, calibration_images=calibration)
     return out, report, images
 
 
 def test_every_format_agrees_with_keras(exported):
     out, report, _ = exported
-    assert set(report) == {"saved_model", "onnx", "tflite"}
-    for fmt, result in report.items():
-        assert result["max_abs_diff"] < 1e-4, fmt
-        assert result["argmax_agreement"] == 1.0 and result["size_bytes"] > 0
+    assert set(report) == {"saved_model", "onnx", "onnx_int8", "tflite"}
+    for fmt in ("saved_model", "onnx", "tflite"):
+        assert report[fmt]["max_abs_diff"] < 1e-4, fmt
+        assert report[fmt]["argmax_agreement"] == 1.0 and report[fmt]["size_bytes"] > 0
+    # int8 rounds weights and activations: close, not equal
+    assert 0 < report["onnx_int8"]["max_abs_diff"] < 0.05
 
 
 def test_export_folder_has_labels_and_metadata(exported):
     out, _, _ = exported
     assert sorted(p.name for p in out.iterdir()) == [
-        "labels.json", "metadata.json", "model.keras", "model.onnx", "model.tflite", "saved_model"]
+        "labels.json", "metadata.json", "model.int8.onnx", "model.keras", "model.onnx", "model.tflite", "saved_model"]
     assert json.loads((out / "labels.json").read_text()) == list(CLASSES)
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["class_order"] == list(CLASSES) and meta["input"]["shape"] == [None, 48, 48, 1]
     assert "parity" in meta and meta["model"] == "cnn_small"
 
 
-@pytest.mark.parametrize("name, runtime", [("model.onnx", "onnxruntime"), ("model.tflite", "litert"),
-                                           ("model.keras", "keras"), ("saved_model", "tf_saved_model"),
-                                           (".", "onnxruntime")])
-def test_load_classifier_picks_runtime(exported, name, runtime):
+@pytest.mark.parametrize("name, runtime, loaded", [
+    ("model.onnx", "onnxruntime", "model.onnx"), ("model.int8.onnx", "onnxruntime", "model.int8.onnx"),
+    ("model.tflite", "litert", "model.tflite"), ("model.keras", "keras", "model.keras"),
+    ("saved_model", "tf_saved_model", "saved_model"), (".", "onnxruntime", "model.int8.onnx")])
+def test_load_classifier_picks_runtime(exported, name, runtime, loaded):
     out, _, images = exported
     classifier = load_classifier(out / name)
-    assert classifier.runtime == runtime
+    assert classifier.runtime == runtime and classifier.path.name == loaded
     proba = classifier.predict_proba(images, batch_size=3)  # batches of uneven size
     assert proba.shape == (8, 7)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)

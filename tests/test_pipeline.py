@@ -33,7 +33,8 @@ def lock_hashes(root: Path, stages) -> dict:
 def test_every_artifact_is_produced(repo):
     for path in ["data/raw/train/happy", "data/manifest.parquet", "data/split.parquet",
                  "data/prepared/train.npz", "data/prepared/val.npz", "data/prepared/test.npz",
-                 "models/model.keras", "models/export/model.onnx", "models/export/model.tflite",
+                 "models/model.keras", "models/export/model.onnx", "models/export/model.int8.onnx",
+                 "models/export/model.tflite",
                  "models/export/saved_model/saved_model.pb", "models/export/labels.json",
                  "models/export/metadata.json", "dvclive/metrics.json"]:
         assert (repo / path).exists(), path
@@ -63,8 +64,8 @@ def test_metrics_have_every_key(repo):
     live = json.loads((repo / "dvclive/metrics.json").read_text())
     assert {"best_epoch", "best_val_accuracy", "train", "val"} <= set(live)
     parity = json.loads((repo / "metrics/export.json").read_text())
-    assert set(parity) == {"saved_model", "onnx", "tflite"}
-    assert all(p["max_abs_diff"] < 1e-4 for p in parity.values())
+    assert set(parity) == {"saved_model", "onnx", "onnx_int8", "tflite"}
+    assert all(parity[f]["max_abs_diff"] < 1e-4 for f in ("saved_model", "onnx", "tflite"))
 
 
 def test_dvc_sees_metrics_plots_and_a_clean_state(repo):

@@ -28,13 +28,6 @@ def _evaluate(args) -> None:
         write_json(args.json, result)
 
 
-def _report(args) -> None:
-    from emotion.review import build_report
-
-    text = build_report(Path.cwd(), args.base, args.rev, args.out)
-    print(text if args.print else f"wrote {args.out}")
-
-
 def _params(args) -> None:
     from emotion.config import load_params, set_param, to_dict
 
@@ -48,6 +41,80 @@ def _params(args) -> None:
             raise EmotionError(f"'{assignment}': expected KEY=VALUE, e.g. train.lr=0.001")
         set_param(args.file, key, value)
         print(f"{args.file}: {key} = {value}")
+
+
+def _report(args) -> None:
+    from emotion.review import build_report
+
+    text = build_report(Path.cwd(), args.base, args.rev, args.out)
+    print(text if args.print else f"wrote {args.out}")
+
+
+def _predict(args) -> None:
+    from emotion.predict import Analyzer, format_summary, list_images, predict_paths
+
+    list_images(args.paths)  # a wrong path fails before the model loads
+    analyzer = Analyzer(args.model, args.faces, args.margin, args.batch_size)
+    report = predict_paths(args.paths, args.out, analyzer, not args.no_annotated, args.bars)
+    print(format_summary(report["summary"]) + f"  ({analyzer.runtime})")
+    print(f"wrote {args.out}/predictions.csv, predictions.json, summary.json"
+          + ("" if args.no_annotated else f" and annotated copies in {args.out}/annotated/"))
+
+
+def _video(args) -> None:
+    from emotion.predict import Analyzer
+    from emotion.video import process_video
+
+    out = args.out or Path(f"{Path(args.source).stem if not args.source.isdigit() else 'camera'}_emotion.mp4")
+    csv_path = args.csv or out.with_suffix(".csv")
+    analyzer = Analyzer(args.model, args.faces, args.margin)
+    result = process_video(args.source, out, csv_path, analyzer, args.smooth, not args.no_bars, args.max_frames,
+                           args.show)
+    print(f"{result['frames']} frames, {result['faces']} faces, {result['fps']} frames/s ({analyzer.runtime}); "
+          f"wrote {result['video']} and {result['csv']}")
+
+
+def _serve(args) -> None:
+    from emotion.serve import run
+
+    run(args.model, args.host, args.port, args.max_upload_mb)
+
+
+def _add_inference_parsers(sub) -> None:
+    model_help = "model file (.onnx/.tflite/.keras), SavedModel or export folder (default: %(default)s)"
+    faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
+
+    pr = sub.add_parser("predict", help="find and classify every face in images or folders")
+    pr.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    pr.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model_help)
+    pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)")
+    pr.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
+    pr.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
+    pr.add_argument("--batch-size", type=int, default=256)
+    pr.add_argument("--bars", action="store_true", help="draw probability bars beside each face")
+    pr.add_argument("--no-annotated", action="store_true", help="write only the report, no annotated copies")
+    pr.set_defaults(func=_predict)
+
+    vi = sub.add_parser("video", help="annotate a video file or camera stream frame by frame")
+    vi.add_argument("source", help="video file, or a camera index such as 0")
+    vi.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model_help)
+    vi.add_argument("--out", type=Path, help="annotated video, .mp4/.avi/.mkv (default: <source>_emotion.mp4)")
+    vi.add_argument("--csv", type=Path, help="per-frame CSV (default: the video's name with .csv)")
+    vi.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
+    vi.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
+    vi.add_argument("--smooth", type=float, default=0.5,
+                    help="weight of the past in each tracked face's probabilities, 0 = none (default: %(default)s)")
+    vi.add_argument("--max-frames", type=int, help="stop after this many frames (a camera runs until Ctrl-C)")
+    vi.add_argument("--no-bars", action="store_true", help="do not draw probability bars")
+    vi.add_argument("--show", action="store_true", help="also show a live window (needs a GUI build of OpenCV)")
+    vi.set_defaults(func=_video)
+
+    se = sub.add_parser("serve", help="web page + JSON API (POST /predict) for uploaded photos")
+    se.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model_help)
+    se.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    se.add_argument("--port", type=int, default=8000)
+    se.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default: %(default)s)")
+    se.set_defaults(func=_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("-o", "--out", type=Path, default=Path("review/report.md"))
     re_.add_argument("--print", action="store_true", help="also print the report")
     re_.set_defaults(func=_report)
+
+    _add_inference_parsers(sub)
     return parser
 
 

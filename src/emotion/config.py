@@ -83,8 +83,9 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ExportParams:
-    formats: list[Literal["saved_model", "onnx", "tflite"]]
+    formats: list[Literal["saved_model", "onnx", "onnx_int8", "tflite"]]
     parity_images: int
+    calibration_images: int  # validation images that calibrate the int8 ONNX model
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import numpy as np
 
 from emotion.errors import EmotionError
 
-# Fastest first: the order in which an export folder's formats are tried.
-RUNTIME_ORDER = ("model.onnx", "model.tflite", "model.keras", "saved_model")
+# Fastest first: the order in which an export folder's formats are tried. The int8 model matched
+# fp32 test accuracy on FER2013 at 2.6x the speed; metrics/export.json records its agreement.
+RUNTIME_ORDER = ("model.int8.onnx", "model.onnx", "model.tflite", "model.keras", "saved_model")
 
 
 def _as_input(images: np.ndarray) -> np.ndarray:
@@ -60,7 +61,10 @@ class OnnxClassifier(_Batched):
     def __init__(self, path: Path):
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(str(path), providers=ort.get_available_providers())
+        options = ort.SessionOptions()
+        # Idle worker threads otherwise spin after each run, starving face detection on small CPUs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
         self.input_name = self.session.get_inputs()[0].name
 
     def _run(self, x):
@@ -98,7 +102,9 @@ def load_classifier(path: str | Path):
         if hint:
             raise EmotionError(f"{path}: model not found; {hint}")
     if path.is_dir() and (path / "saved_model.pb").exists():
-        return SavedModelClassifier(path)
+        classifier = SavedModelClassifier(path)
+        classifier.path = path
+        return classifier
     if path.is_dir():
         errors = []
         for name in RUNTIME_ORDER:
@@ -113,7 +119,9 @@ def load_classifier(path: str | Path):
     if path.suffix not in loaders:
         raise EmotionError(f"{path}: unknown model type '{path.suffix}'; use .keras, .onnx, .tflite or a folder")
     try:
-        return loaders[path.suffix](path)
+        classifier = loaders[path.suffix](path)
+        classifier.path = path
+        return classifier
     except ImportError:
         raise
     except Exception as err:

@@ -1,0 +1,78 @@
+"""Face detection and cropping on real and generated photos (no model needed)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotion.data import read_image, to_model_input
+from emotion.errors import EmotionError
+from emotion.faces import find_faces, with_margin
+from emotion.predict import open_image
+from inference_fixtures import face_photo_path, photos  # noqa: F401
+
+
+def _inside(box, width, height):
+    x, y, w, h = box
+    return 0 <= x and 0 <= y and x + w <= width and y + h <= height and w > 0 and h > 0
+
+
+def test_finds_the_face_in_a_real_photo():
+    image = open_image(face_photo_path())
+    (face,) = find_faces(image)
+    x, y, w, h = face.box
+    assert _inside(face.box, *image.size)
+    assert face.detector == "haar"
+    # Grace Hopper's face spans about x 160-380, y 110-330 in the 512×600 portrait.
+    assert 220 < x + w / 2 < 320 and 170 < y + h / 2 < 270 and 150 < w < 300
+    left, top, right, bottom = face.crop
+    assert left <= x and top <= y and right >= x + w and bottom >= y + h
+    assert face.pixels.shape == (48, 48) and face.pixels.dtype == np.uint8
+
+
+def test_crop_uses_the_training_conversion():
+    image = open_image(face_photo_path())
+    (face,) = find_faces(image)
+    np.testing.assert_array_equal(face.pixels, to_model_input(image.crop(face.crop)))
+
+
+def test_every_face_of_a_group_photo_largest_first():
+    with Image.open(face_photo_path()) as photo:
+        group = Image.new("RGB", (1024, 600), "white")
+        group.paste(photo, (0, 0))
+        group.paste(photo.resize((384, 450)), (600, 100))
+    faces = find_faces(group)
+    assert len(faces) == 2
+    assert faces[0].box[2] > faces[1].box[2] and faces[1].box[0] > 600
+    assert all(_inside(f.box, *group.size) for f in faces)
+
+
+def test_large_photo_is_searched_at_a_bounded_scale():
+    with Image.open(face_photo_path()) as photo:
+        big = photo.resize((2048, 2400))
+    (face,) = find_faces(big)
+    assert 600 < face.box[2] < 1200 and _inside(face.box, *big.size)
+
+
+def test_photo_without_a_face(photos):  # noqa: F811
+    assert find_faces(open_image(photos["noface.jpg"])) == []
+
+
+def test_small_image_is_classified_whole(photos):  # noqa: F811
+    image = open_image(photos["crop.png"])
+    (face,) = find_faces(image)
+    assert face.detector == "whole" and face.box == (0, 0, 48, 48)
+    np.testing.assert_array_equal(face.pixels, read_image(photos["crop.png"]))
+
+
+def test_modes_override_the_size_rule(photos):  # noqa: F811
+    (whole,) = find_faces(open_image(face_photo_path()), mode="whole")
+    assert whole.box == (0, 0, 512, 600)
+    with pytest.raises(EmotionError, match="unknown face mode"):
+        find_faces(open_image(photos["crop.png"]), mode="faces")
+
+
+@pytest.mark.parametrize("box", [(0, 0, 40, 40), (90, 70, 30, 30), (10, 20, 200, 10)])
+def test_margin_stays_inside_the_image(box):
+    left, top, right, bottom = with_margin(box, 0.25, 120, 100)
+    assert 0 <= left < right <= 120 and 0 <= top < bottom <= 100
+    x, y, w, h = box
+    assert left <= x and top <= y and right >= min(120, x + w) and bottom >= min(100, y + h)

@@ -1,0 +1,140 @@
+"""`emotion predict`: images and folders → annotated copies + CSV/JSON report, with a tiny random model."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotion.cli import main
+from emotion.data import CLASSES, read_image
+from emotion.errors import EmotionError
+from emotion.inference import load_classifier
+from emotion.predict import Analyzer, predict_paths
+from inference_fixtures import face_photo_path, photos, tiny_export  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def analyzer(tiny_export):  # noqa: F811
+    return Analyzer(tiny_export)
+
+
+@pytest.fixture(scope="module")
+def folder_report(analyzer, photos, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("predict")
+    return predict_paths([photos["face.jpg"].parent], out, analyzer), out
+
+
+def _by_name(report):
+    return {r["file"].rsplit("/", 1)[-1]: r for r in report["images"]}
+
+
+def test_folder_gives_one_record_per_image_file(folder_report):
+    report, _ = folder_report
+    records = _by_name(report)
+    assert sorted(records) == ["corrupt.jpg", "crop.png", "face.jpg", "noface.jpg"]  # notes.txt is not an image
+    assert report["summary"] == {"images": 4, "with_faces": 2, "no_face": 1, "skipped": 1, "faces": 2,
+                                 "per_emotion": report["summary"]["per_emotion"]}
+    assert sum(report["summary"]["per_emotion"].values()) == 2
+    assert report["runtime"] == "onnxruntime"
+
+
+def test_face_photo_record(folder_report):
+    face = _by_name(folder_report[0])["face.jpg"]
+    assert face["status"] == "ok" and (face["width"], face["height"]) == (512, 600)
+    (found,) = face["faces"]
+    box = found["box"]
+    assert found["detector"] == "haar" and box["x"] + box["w"] <= 512 and box["y"] + box["h"] <= 600
+    assert list(found["probabilities"]) == list(CLASSES)
+    assert sum(found["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert found["emotion"] == max(found["probabilities"], key=found["probabilities"].get)
+
+
+def test_crop_is_one_whole_image_face_with_the_models_own_answer(folder_report, photos, tiny_export):  # noqa: F811
+    (found,) = _by_name(folder_report[0])["crop.png"]["faces"]
+    assert found["detector"] == "whole" and found["box"] == {"x": 0, "y": 0, "w": 48, "h": 48}
+    direct = load_classifier(tiny_export).predict_proba(read_image(photos["crop.png"])[None])[0]
+    np.testing.assert_allclose(list(found["probabilities"].values()), direct, atol=1e-5)
+
+
+def test_no_face_and_corrupt_are_reported_not_raised(folder_report):
+    records = _by_name(folder_report[0])
+    assert records["noface.jpg"]["status"] == "no_face" and records["noface.jpg"]["faces"] == []
+    corrupt = records["corrupt.jpg"]
+    assert corrupt["status"] == "skipped" and "corrupt image" in corrupt["reason"]
+    assert corrupt["annotated"] is None
+
+
+def test_report_files(folder_report):
+    report, out = folder_report
+    assert json.loads((out / "predictions.json").read_text()) == report
+    assert json.loads((out / "summary.json").read_text()) == report["summary"]
+    with open(out / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["status"] for r in rows].count("ok") == 2 and len(rows) == 4
+    skipped = next(r for r in rows if r["status"] == "skipped")
+    assert skipped["file"].endswith("corrupt.jpg") and skipped["reason"] and skipped["emotion"] == ""
+    face_row = next(r for r in rows if r["file"].endswith("face.jpg") and r["status"] == "ok")
+    assert sum(float(face_row[c]) for c in CLASSES) == pytest.approx(1, abs=1e-3)
+
+
+def test_annotated_copies(folder_report):
+    report, out = folder_report
+    records = _by_name(report)
+    with Image.open(out / records["face.jpg"]["annotated"]) as image:
+        assert image.size == (512, 600)
+        original = np.asarray(Image.open(face_photo_path()), dtype=np.int16)
+        assert np.abs(np.asarray(image, dtype=np.int16) - original).max() > 100  # something was drawn
+    with Image.open(out / records["crop.png"]["annotated"]) as image:
+        assert image.size == (240, 240)  # enlarged so the label is legible
+    assert (out / records["noface.jpg"]["annotated"]).is_file()
+
+
+def test_small_batches_give_the_same_report(folder_report, photos, tiny_export, tmp_path):  # noqa: F811
+    one_at_a_time = Analyzer(tiny_export, batch_size=1)
+    report = predict_paths([photos["face.jpg"].parent], tmp_path, one_at_a_time, annotate_images=False)
+    for got, want in zip(report["images"], folder_report[0]["images"], strict=True):
+        assert (got["file"], got["status"], len(got["faces"])) == (want["file"], want["status"], len(want["faces"]))
+        for a, b in zip(got["faces"], want["faces"]):
+            assert a["box"] == b["box"]
+            np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-4)
+
+
+def test_exif_rotated_photo_is_turned_upright(analyzer, tmp_path):
+    with Image.open(face_photo_path()) as photo:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: the camera was turned; viewers rotate 90° clockwise
+        photo.rotate(90, expand=True).save(tmp_path / "rotated.jpg", exif=exif, quality=92)
+    report = predict_paths([tmp_path / "rotated.jpg"], tmp_path / "out", analyzer, annotate_images=False)
+    (record,) = report["images"]
+    assert (record["width"], record["height"]) == (512, 600) and len(record["faces"]) == 1
+
+
+def test_same_name_twice_keeps_both_copies(analyzer, photos, tmp_path):  # noqa: F811
+    report = predict_paths([photos["crop.png"], photos["crop.png"]], tmp_path, analyzer)
+    assert [r["annotated"] for r in report["images"]] == ["annotated/crop.png", "annotated/crop_2.png"]
+
+
+def test_missing_path_and_empty_folder_are_one_line_errors(analyzer, tmp_path):
+    with pytest.raises(EmotionError, match="no such file or folder"):
+        predict_paths([tmp_path / "missing.jpg"], tmp_path / "out", analyzer)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EmotionError, match="no images found"):
+        predict_paths([tmp_path / "empty"], tmp_path / "out", analyzer)
+
+
+def test_cli(tiny_export, photos, tmp_path, capsys):  # noqa: F811
+    shutil.copy(photos["face.jpg"], tmp_path / "face.jpg")
+    main(["predict", str(tmp_path / "face.jpg"), "--model", str(tiny_export), "--out", str(tmp_path / "out"),
+          "--bars"])
+    assert "1 images: 1 with faces (1 faces)" in capsys.readouterr().out
+    assert (tmp_path / "out" / "annotated" / "face.jpg").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(tmp_path / "nope.jpg"), "--model", str(tiny_export)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nope.jpg: no such file or folder" in err
+    with pytest.raises(SystemExit):
+        main(["predict", str(tmp_path / "face.jpg"), "--model", str(tmp_path / "no_model")])
+    assert "model not found" in capsys.readouterr().err
