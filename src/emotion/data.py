@@ -82,12 +82,17 @@ def _copy_layout(root: Path, dest: Path) -> None:
 
 # --- reading images ---------------------------------------------------------------------------
 
-def to_model_input(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Grayscale uint8 size×size: the one conversion used for training data and at inference."""
+def flatten_alpha(image: Image.Image) -> Image.Image:
+    """Transparent pixels become white, so a cut-out face is not read as a dark background."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    gray = image.convert("L")
+        return Image.alpha_composite(background, image.convert("RGBA"))
+    return image
+
+
+def to_model_input(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Grayscale uint8 size×size: the one conversion used for training data and at inference."""
+    gray = flatten_alpha(image).convert("L")
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(gray, dtype=np.uint8)

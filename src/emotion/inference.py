@@ -101,11 +101,7 @@ def load_classifier(path: str | Path):
         hint = pull_missing(path)
         if hint:
             raise EmotionError(f"{path}: model not found; {hint}")
-    if path.is_dir() and (path / "saved_model.pb").exists():
-        classifier = SavedModelClassifier(path)
-        classifier.path = path
-        return classifier
-    if path.is_dir():
+    if path.is_dir() and not (path / "saved_model.pb").exists():
         errors = []
         for name in RUNTIME_ORDER:
             if (path / name).exists():
@@ -116,11 +112,12 @@ def load_classifier(path: str | Path):
         raise EmotionError(f"{path}: no loadable model (.onnx, .tflite, .keras or saved_model/) inside"
                            + (f" ({'; '.join(errors)})" if errors else ""))
     loaders = {".keras": KerasClassifier, ".onnx": OnnxClassifier, ".tflite": LiteRTClassifier}
-    if path.suffix not in loaders:
+    loader = SavedModelClassifier if path.is_dir() else loaders.get(path.suffix)
+    if loader is None:
         raise EmotionError(f"{path}: unknown model type '{path.suffix}'; use .keras, .onnx, .tflite or a folder")
     try:
-        classifier = loaders[path.suffix](path)
-        classifier.path = path
+        classifier = loader(path)
+        classifier.path = path  # which file an export folder resolved to
         return classifier
     except ImportError:
         raise

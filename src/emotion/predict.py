@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from emotion.data import CLASSES, IMAGE_SIZE
+from emotion.data import CLASSES, IMAGE_SIZE, flatten_alpha
 from emotion.errors import EmotionError
 from emotion.faces import DEFAULT_MARGIN, Face, FaceMode, find_faces
 from emotion.fileio import atomic_path, write_json
@@ -92,9 +92,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA"))
+        image = flatten_alpha(image)
         if image.mode in ("1", "I", "I;16", "I;16B", "I;16L", "F"):
             return image.convert("L")
         return image if image.mode in ("RGB", "L") else image.convert("RGB")
