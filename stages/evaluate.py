@@ -12,10 +12,10 @@ from emotion.inference import load_classifier
 def main():
     params = load_params().evaluate
     classifier = load_classifier(Path("models/model.keras"))
-    results = {"tta_flip": params.tta_flip}
+    results = {"tta": params.tta}
     for split in ("test", "val"):
         data = load_npz(f"data/prepared/{split}.npz")
-        proba = predict_proba(classifier, data["images"], params.batch_size, params.tta_flip)
+        proba = predict_proba(classifier, data["images"], params.batch_size, params.tta, params.tta_crop)
         results[split] = score(data["labels"], proba)
         print(f"evaluate: {split} accuracy {results[split]['accuracy']:.4f}, macro-F1 {results[split]['macro_f1']:.4f}")
         if split == "test":

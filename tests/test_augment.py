@@ -3,7 +3,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from emotion.augment import build_augmenter
+from emotion.augment import batch_mixer, build_augmenter
 
 
 def images():
@@ -38,3 +38,24 @@ def test_all_augmentation_off_is_identity(params):
 def test_augmentation_stays_in_grey_level_range(params):
     out = np.asarray(build_augmenter(params.train.augment, seed=3)(images(), training=True))
     assert out.min() >= 0 and out.max() <= 255 and out.shape == (4, 48, 48, 1)
+
+
+def test_extra_policies_add_layers_and_stay_inactive_at_inference(params):
+    extra = dataclasses.replace(params.train.augment, crop=0.2, brightness=0.2, randaugment=2)
+    augmenter = build_augmenter(extra, seed=0)
+    names = [type(layer).__name__ for layer in augmenter.layers]
+    assert {"RandomBrightness", "RandAugment"} <= set(names) and names.count("RandomZoom") == 1 + bool(extra.zoom)
+    x = images()
+    np.testing.assert_array_equal(np.asarray(augmenter(x, training=False)), x)
+    out = np.asarray(augmenter(x, training=True))
+    assert out.min() >= 0 and out.max() <= 255 and not np.allclose(out, x)
+
+
+def test_batch_mixer_mixes_labels_and_is_off_by_default(params):
+    assert batch_mixer(params.train.augment, seed=0) is None or params.train.augment.mixup or params.train.augment.cutmix
+    mix = batch_mixer(dataclasses.replace(params.train.augment, mixup=0.4, cutmix=1.0), seed=0)
+    x, y = images(), keras.utils.to_categorical([0, 1, 2, 3], 7)
+    soft = [mix(x, y, np.random.default_rng(i))[1] for i in range(6)]
+    for labels in soft:
+        np.testing.assert_allclose(labels.sum(axis=1), 1, rtol=1e-5)
+    assert any((labels.max(axis=1) < 0.999).any() for labels in soft)  # some label mass was moved

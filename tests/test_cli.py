@@ -43,3 +43,30 @@ def test_params_check_reports_typos(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.strip() == f"error: {bad}: unknown key 'train.epochz'; did you mean 'train.epochs'?"
+
+
+def test_evaluate_an_ensemble_on_a_prepared_split(model_path, tmp_path, tiny_train, capsys):
+    import numpy as np
+
+    from emotion.fileio import save_npz
+
+    other = tmp_path / "other.keras"
+    build_model(dataclasses.replace(tiny_train, width=4, seed=7)).save(other)
+    rng = np.random.default_rng(0)
+    save_npz(tmp_path / "val.npz", images=rng.integers(0, 256, (12, 48, 48), dtype=np.uint8),
+             labels=np.arange(12) % 7)
+    out = tmp_path / "ensemble.json"
+    main(["evaluate", str(model_path), str(other), str(tmp_path / "val.npz"), "--tta", "tencrop", "--json", str(out)])
+    assert "12 images" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["models"] == [str(model_path), str(other)] and result["tta"] == "tencrop"
+
+
+def test_evaluate_a_model_from_another_revision(pipeline_repo, capsys, monkeypatch):
+    monkeypatch.chdir(pipeline_repo)
+    (pipeline_repo / "models/model.keras").unlink()  # only the DVC cache has it now
+    main(["evaluate", "HEAD:models/model.keras", "data/prepared/test.npz"])
+    assert "accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "no-such-exp:models/model.keras", "data/prepared/test.npz"])
+    assert "'no-such-exp' is neither a git revision nor a single `dvc exp` name" in capsys.readouterr().err

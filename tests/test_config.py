@@ -21,7 +21,7 @@ def edit(path, change):
 
 
 def test_committed_params_load(params):
-    assert params.train.model in ("cnn_small", "vgg")
+    assert params.train.model in ("cnn_small", "vgg", "resnet", "mobilenet")
     assert 0 < params.split.val_fraction < 1
 
 
@@ -76,3 +76,47 @@ def test_set_param_keeps_comments_and_validates(params_file):
     with pytest.raises(EmotionError, match="'train.epochs' must be an integer"):
         set_param(params_file, "train.epochs", "three")
     assert load_params(params_file).train.epochs == 3  # a rejected edit leaves the file untouched
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.update(weights="imagenet"), r"'train.weights' needs a keras.applications model .*set it to none"),
+    (lambda t: t.update(model="vgg16", frozen_epochs=t["epochs"]), r"'train.frozen_epochs' \(\d+\) must be below"),
+    (lambda t: t.update(sampling="balanced", class_weight="sqrt"), r"already evens out the classes"),
+    (lambda t: t.update(resize=16), r"'train.resize' is 16; use 32 or more"),
+])
+def test_contradictory_settings_are_one_line_errors(params_file, change, message):
+    edit(params_file, lambda raw: change(raw["train"]))
+    with pytest.raises(EmotionError, match=message):
+        load_params(params_file)
+
+
+def test_pretrained_backbone_settings_load(params_file):
+    edit(params_file, lambda raw: raw["train"].update(model="efficientnetv2s", weights="imagenet", resize=96,
+                                                       frozen_epochs=3, unfreeze_top=40))
+    train = load_params(params_file).train
+    assert (train.model, train.weights, train.resize, train.frozen_epochs) == ("efficientnetv2s", "imagenet", 96, 3)
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_committed_recipes_apply_to_params(params_file, config):
+    from emotion.cli import main
+
+    main(["params", "set", "--from", str(config), "--file", str(params_file)])
+    overrides = yaml.safe_load(config.read_text())
+    params = load_params(params_file)
+    for key, value in overrides["train"].items():
+        if key != "augment":
+            assert getattr(params.train, key) == value, key
+    assert params.evaluate.tta == overrides["evaluate"]["tta"]
+    assert "# Single home" in params_file.read_text()  # comments survive
+
+
+def test_recipe_with_a_typo_leaves_params_untouched(params_file, tmp_path):
+    from emotion.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  modle: resnet\n")
+    before = params_file.read_text()
+    with pytest.raises(SystemExit):
+        main(["params", "set", "--from", str(bad), "--file", str(params_file)])
+    assert params_file.read_text() == before

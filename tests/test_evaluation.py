@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from emotion.data import CLASSES
-from emotion.evaluation import predict_proba, score, write_confusion, write_misclassified
+from emotion.evaluation import ensemble_proba, predict_proba, score, tta_views, write_confusion, write_misclassified
 
 
 def one_hot_proba(predicted, confidence=0.9):
@@ -39,8 +39,42 @@ def test_flip_tta_averages_image_and_mirror():
     images = np.zeros((1, 48, 48), np.uint8)
     images[:, :, :24] = 255
     plain = predict_proba(Mirror(), images)
-    tta = predict_proba(Mirror(), images, tta_flip=True)
+    tta = predict_proba(Mirror(), images, tta="flip")
     assert plain[0, 0] == 1 and tta[0, 0] == pytest.approx(0.5) and tta[0, 1] == pytest.approx(0.5)
+
+
+def test_ten_crop_views_are_corners_centre_and_mirrors():
+    images = np.arange(2 * 48 * 48, dtype=np.int64).reshape(2, 48, 48) % 251
+    images = images.astype(np.uint8)
+    views = tta_views(images, "tencrop", crop=0.5)
+    assert len(views) == 10 and all(v.shape == images.shape and v.dtype == np.uint8 for v in views)
+    from PIL import Image
+    top_left = np.asarray(Image.fromarray(images[1, :24, :24]).resize((48, 48), Image.BILINEAR))
+    bottom_right = np.asarray(Image.fromarray(images[1, 24:, 24:]).resize((48, 48), Image.BILINEAR))
+    np.testing.assert_array_equal(views[0][1], top_left)
+    np.testing.assert_array_equal(views[3][1], bottom_right)
+    np.testing.assert_array_equal(views[5], views[0][:, :, ::-1])
+    assert len(tta_views(images, "none")) == 1 and len(tta_views(images, "flip")) == 2
+
+
+def test_ten_crop_tta_averages_the_views():
+    images = np.zeros((1, 48, 48), np.uint8)
+    images[:, :, :20] = 255  # bright left strip: each view and its mirror disagree
+    tta = predict_proba(Mirror(), images, tta="tencrop")
+    assert tta[0, 0] == pytest.approx(0.5) and tta[0, 1] == pytest.approx(0.5)
+
+
+class Constant:
+    def predict_proba(self, images, batch_size=256):
+        return one_hot_proba(np.full(len(images), 6), 1.0)
+
+
+def test_ensemble_is_the_mean_of_its_members():
+    images = np.zeros((3, 48, 48), np.uint8)
+    images[:, :, :24] = 255
+    proba = ensemble_proba([Mirror(), Constant()], images)
+    np.testing.assert_allclose(proba, (predict_proba(Mirror(), images) + predict_proba(Constant(), images)) / 2)
+    assert proba[0, 0] == pytest.approx(0.5) and proba[0, 6] == pytest.approx(0.5)
 
 
 def test_confusion_and_misclassified_outputs(tmp_path):

@@ -1,13 +1,19 @@
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 from emotion.data import CLASSES
-from emotion.models import MODELS, build_model
+from emotion.config import APPLICATIONS
+from emotion.models import BACKBONES, MODELS, build_model, set_backbone_trainable
 from emotion.synthetic import synthetic_face
-from emotion.training import class_weights, learning_rate, resolve_precision, train
+from emotion import training
+from emotion.training import BatchFeed, class_weights, learning_rate, phases, resolve_precision, seed_everything, train
 
 
 class FakeLive:
@@ -89,3 +95,133 @@ def test_training_is_repeatable_with_the_same_seed(tiny_train, tmp_path):
         runs.append(keras.models.load_model(tmp_path / f"{name}.keras").get_weights())
     for left, right in zip(*runs):
         np.testing.assert_array_equal(left, right)
+
+
+def test_config_and_zoo_name_the_same_backbones():
+    assert set(APPLICATIONS) == set(BACKBONES)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_backbones_build_from_scratch_on_upsampled_grey_images(tiny_train, name):
+    model = build_model(dataclasses.replace(tiny_train, model=name, weights="none", resize=32))
+    assert model.get_layer("resize").output.shape[1:3] == (32, 32)
+    assert model.get_layer("backbone").input.shape[1:] == (32, 32, 3)
+    out = np.asarray(model(np.full((2, 48, 48, 1), 128, "float32")))
+    assert out.shape == (2, len(CLASSES))
+
+
+def test_imagenet_weights_are_requested_from_keras_applications(tiny_train, monkeypatch):
+    seen = {}
+
+    def fake_vgg16(**kwargs):
+        seen.update(kwargs)
+        return keras.applications.VGG16(**{**kwargs, "weights": None})
+
+    monkeypatch.setitem(BACKBONES, "vgg16", (fake_vgg16, BACKBONES["vgg16"][1]))
+    build_model(dataclasses.replace(tiny_train, model="vgg16", weights="imagenet", resize=64))
+    assert seen["weights"] == "imagenet" and seen["input_shape"] == (64, 64, 3) and seen["include_top"] is False
+
+
+def test_two_phase_schedule(tiny_train):
+    assert phases(dataclasses.replace(tiny_train, frozen_epochs=0)) == [(0, tiny_train.epochs, tiny_train.lr, "all")]
+    two = phases(dataclasses.replace(tiny_train, epochs=10, frozen_epochs=3, lr=0.01, finetune_lr_factor=0.1,
+                                     unfreeze_top=5))
+    assert two == [(0, 3, 0.01, None), (3, 10, pytest.approx(0.001), 5)]
+
+
+def test_unfreezing_the_top_layers_keeps_batch_norm_and_lower_layers_frozen(tiny_train):
+    model = build_model(dataclasses.replace(tiny_train, model="resnet50v2", resize=32))
+    backbone = model.get_layer("backbone")
+    set_backbone_trainable(model, None)
+    assert not backbone.trainable and not model.get_layer("backbone").trainable_weights
+    set_backbone_trainable(model, 10)
+    trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+    assert trainable and all(layer in backbone.layers[-10:] for layer in trainable)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+
+
+def test_two_phase_fine_tuning_trains_only_what_each_phase_allows(tiny_train, tmp_path, monkeypatch):
+    class KeepLast(training.KeepBest):  # save every epoch, so the file shows what phase 2 did
+        def on_epoch_end(self, epoch, logs=None):
+            self.best = -np.inf
+            super().on_epoch_end(epoch, logs)
+
+    monkeypatch.setattr(training, "KeepBest", KeepLast)
+    params = dataclasses.replace(tiny_train, model="vgg16", resize=32, epochs=2, frozen_epochs=1, unfreeze_top=3,
+                                 batch_size=8, lr=0.01)
+    seed_everything(params.seed)
+    initial = build_model(params)  # the same initial weights train() starts from
+    path = tmp_path / "model.keras"
+    summary = train(params, fake_split(3, 0), fake_split(1, 1), path, FakeLive())
+    assert summary["epochs_run"] == 2
+    trained = keras.models.load_model(path)
+    kernel = lambda model, name: model.get_layer("backbone").get_layer(name).get_weights()[0]  # noqa: E731
+    # the top 3 layers are global pooling, block5_pool and block5_conv3: only that conv may change
+    for frozen in ("block1_conv1", "block5_conv2"):
+        np.testing.assert_array_equal(kernel(trained, frozen), kernel(initial, frozen))
+    assert not np.array_equal(kernel(trained, "block5_conv3"), kernel(initial, "block5_conv3"))
+    assert not np.array_equal(trained.get_layer("probabilities").get_weights()[0],
+                              initial.get_layer("probabilities").get_weights()[0])
+
+
+def test_one_cycle_rises_then_anneals(tiny_train):
+    schedule = learning_rate(dataclasses.replace(tiny_train, lr=0.1, epochs=10, schedule="onecycle"), 100)
+    lrs = [float(schedule(step)) for step in (0, 150, 300, 650, 999)]
+    assert lrs[0] == pytest.approx(0.1 / 25) and lrs[2] == pytest.approx(0.1, rel=1e-3)
+    assert lrs[0] < lrs[1] < lrs[2] > lrs[3] > lrs[4] and lrs[4] < 1e-4
+
+
+def test_balanced_sampling_evens_out_classes_and_repeats_with_the_seed():
+    labels = np.array([0] * 700 + [1] * 20 + [2] * 280)
+    images = np.zeros((len(labels), 48, 48), np.uint8)
+    feed = BatchFeed(images, labels, batch_size=100, balanced=True, mixer=None, seed=3)
+    counts = np.bincount(labels[feed.order], minlength=3)
+    assert counts.min() > 250 and counts.max() < 420  # ~333 each instead of 700/20/280
+    again = BatchFeed(images, labels, batch_size=100, balanced=True, mixer=None, seed=3)
+    np.testing.assert_array_equal(feed.order, again.order)
+    first = feed.order.copy()
+    feed.on_epoch_end()
+    assert not np.array_equal(first, feed.order)
+    x, y = feed[0]
+    assert x.shape == (100, 48, 48, 1) and x.dtype == np.float32 and y.shape == (100, len(CLASSES))
+    assert len(feed) == 10
+
+
+def test_training_runs_on_the_jax_backend_without_tensorflow(tmp_path):
+    """The GPU machines have JAX but no TensorFlow: train with every batch-level option there, with
+    TensorFlow made unimportable, then check TensorFlow reads the saved model identically."""
+    pytest.importorskip("jax")
+    script = tmp_path / "train_jax.py"
+    script.write_text(JAX_SCRIPT)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{NO_TF}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    run = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "backend jax" in run.stdout and "tensorflow imported: False" in run.stdout
+    jax_proba = np.load(tmp_path / "proba.npy")
+    saved = keras.models.load_model(tmp_path / "model.keras")
+    val = fake_split(2, 1)
+    tf_proba = np.asarray(saved(val["images"][..., None].astype("float32")))
+    np.testing.assert_allclose(tf_proba, jax_proba, atol=1e-5)
+
+
+NO_TF = Path(__file__).parent / "no_tensorflow"
+JAX_SCRIPT = """
+import dataclasses, sys
+from pathlib import Path
+import numpy as np
+from emotion.config import load_params
+from emotion.training import train
+sys.path.insert(0, %r)
+from test_training import FakeLive, fake_split
+out = Path(sys.argv[1])
+base = load_params(%r).train
+params = dataclasses.replace(base, model="cnn_small", width=8, epochs=1, batch_size=16, precision="float32",
+                             schedule="onecycle", class_weight="none", sampling="balanced",
+                             augment=dataclasses.replace(base.augment, mixup=0.2, cutmix=1.0, crop=0.1))
+train(params, fake_split(6, 0), fake_split(2, 1), out / "model.keras", FakeLive())
+import keras
+model = keras.models.load_model(out / "model.keras")
+np.save(out / "proba.npy", np.asarray(model(fake_split(2, 1)["images"][..., None].astype("float32"))))
+print("tensorflow imported:", "tensorflow" in sys.modules)
+""" % (str(Path(__file__).parent), str(Path(__file__).parents[1] / "params.yaml"))

@@ -12,29 +12,60 @@ DEFAULT_MODEL = Path("models/export")
 
 
 def _evaluate(args) -> None:
-    from emotion.data import read_labelled_folder
-    from emotion.evaluation import predict_proba, score
+    from emotion.evaluation import ensemble_proba, score
     from emotion.fileio import write_json
     from emotion.inference import load_classifier
 
-    data = read_labelled_folder(Path(args.data_dir))
-    classifier = load_classifier(args.model)
-    proba = predict_proba(classifier, data["images"], args.batch_size, args.tta_flip)
-    result = {"model": str(args.model), "runtime": classifier.runtime, "data_dir": str(args.data_dir),
+    data = _labelled_data(args.data)
+    classifiers = [load_classifier(_local_model(spec)) for spec in args.models]
+    proba = ensemble_proba(classifiers, data["images"], args.batch_size, args.tta, args.tta_crop)
+    runtimes = ", ".join(sorted({c.runtime for c in classifiers}))
+    result = {"models": [str(m) for m in args.models], "runtime": runtimes, "data": str(args.data), "tta": args.tta,
               **score(data["labels"], proba)}
+    what = f"ensemble of {len(classifiers)}, " if len(classifiers) > 1 else ""
     print(f"{result['images']} images  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}"
-          f"  ({classifier.runtime})")
+          f"  ({what}{runtimes}, tta {args.tta})")
     if args.json:
         write_json(args.json, result)
 
 
+def _labelled_data(path: Path) -> dict:
+    """A folder of class subfolders, or a prepared split (data/prepared/val.npz)."""
+    from emotion.data import read_labelled_folder
+    from emotion.fileio import load_npz
+
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise EmotionError(f"{path}: not found; run `dvc repro preprocess` or `dvc pull preprocess`")
+        return load_npz(path)
+    return read_labelled_folder(path)
+
+
+def _local_model(spec: str) -> Path:
+    """A model path, or REV:PATH for a model file as of a git revision or `dvc exp` name."""
+    from emotion.storage import model_at_revision
+
+    if Path(spec).exists() or ":" not in spec:
+        return Path(spec)
+    return model_at_revision(spec, Path(".emotion-cache/models"))
+
+
 def _params(args) -> None:
-    from emotion.config import load_params, set_param, to_dict
+    from emotion.config import flatten, load_params, set_param, set_params, to_dict
 
     if args.action == "check":
         params = load_params(args.file)
         print(json.dumps(to_dict(params), indent=2) if args.show else f"{args.file}: ok")
         return
+    if args.from_file:
+        import yaml
+
+        try:
+            overrides = flatten(yaml.safe_load(args.from_file.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError, AttributeError) as err:
+            raise EmotionError(f"{args.from_file}: not a readable YAML mapping of params ({err})") from None
+        set_params(args.file, overrides)
+        print(f"{args.file}: {len(overrides)} values from {args.from_file}")
     for assignment in args.assignments:
         key, sep, value = assignment.partition("=")
         if not sep:
@@ -121,12 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emotion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ev = sub.add_parser("evaluate", help="score a model on a folder of class subfolders")
-    ev.add_argument("model", type=Path, help=".keras, .onnx, .tflite, SavedModel or export folder")
-    ev.add_argument("data_dir", type=Path, help="folder with <class>/<image> (FER2013 layout, PNG or JPEG)")
+    ev = sub.add_parser("evaluate", help="score a model, or the average of several (an ensemble), on labelled images")
+    ev.add_argument("models", nargs="+", metavar="MODEL",
+                    help=".keras, .onnx, .tflite, SavedModel or export folder; or REV:PATH for a file as of a git "
+                         "revision or `dvc exp` name (e.g. exp-1a2b3:models/model.keras); several = ensemble")
+    ev.add_argument("data", type=Path, metavar="DATA",
+                    help="folder with <class>/<image> (FER2013 layout, PNG or JPEG), or data/prepared/{val,test}.npz")
     ev.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
     ev.add_argument("--batch-size", type=int, default=256)
-    ev.add_argument("--tta-flip", action="store_true", help="average with the mirrored image")
+    ev.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none",
+                    help="test-time views averaged per image: flip = with its mirror; tencrop = 4 corners + centre, "
+                         "and mirrors")
+    ev.add_argument("--tta-crop", type=float, default=0.9, help="tencrop: side of each view, fraction of the image")
     ev.set_defaults(func=_evaluate)
 
     pa = sub.add_parser("params", help="validate or edit params.yaml")
@@ -134,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     pa.add_argument("--file", type=Path, default=Path("params.yaml"))
     pa.add_argument("--show", action="store_true", help="with check: print the parsed values")
+    pa.add_argument("--from", dest="from_file", type=Path, metavar="YAML",
+                    help="with set: apply a file of overrides first, e.g. configs/gpu.yaml")
     pa.set_defaults(func=_params)
 
     re_ = sub.add_parser("report", help="Markdown review of a model change: params, metrics, per-class, confusion")

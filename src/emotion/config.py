@@ -16,7 +16,8 @@ import yaml
 
 from emotion.errors import EmotionError
 
-ModelName = Literal["cnn_small", "vgg"]
+ModelName = Literal["cnn_small", "vgg", "resnet", "mobilenet", "efficientnetv2s", "resnet50v2", "vgg16"]
+APPLICATIONS = ("efficientnetv2s", "resnet50v2", "vgg16")  # keras.applications backbones
 
 
 @dataclass(frozen=True)
@@ -51,23 +52,34 @@ class AugmentParams:
     zoom: float
     contrast: float
     erasing: float  # probability of RandomErasing; 0 disables it
+    crop: float  # random-resized crop: each side keeps 1-crop..1 of the image, resized back; 0 = off
+    brightness: float  # RandomBrightness factor; 0 = off
+    randaugment: int  # RandAugment operations per image; 0 = off
+    mixup: float  # MixUp Beta(alpha, alpha); 0 = off
+    cutmix: float  # CutMix Beta(alpha, alpha); 0 = off (with mixup too, each batch uses one of them)
 
 
 @dataclass(frozen=True)
 class TrainParams:
     model: ModelName
-    width: int  # channels of the first block; later blocks double it
-    head: Literal["dense", "gap"]
+    width: int  # channels of the first block; later blocks double it (own models only)
+    head: Literal["dense", "gap"]  # vgg only
+    weights: Literal["none", "imagenet"]  # keras.applications backbones only
+    resize: int  # images are resized to this side inside the model (upsampling for pretrained backbones)
+    frozen_epochs: int  # first phase: epochs with the pretrained backbone frozen (0 = one phase)
+    unfreeze_top: int  # second phase: train the top N backbone layers (0 = all; batch norm stays frozen)
+    finetune_lr_factor: float  # second phase's lr = lr × this
     dropout: float
     epochs: int
     batch_size: int
     optimizer: Literal["adamw", "sgd"]
     lr: float
     weight_decay: float
-    schedule: Literal["cosine", "plateau", "constant"]
+    schedule: Literal["cosine", "onecycle", "plateau", "constant"]
     warmup_epochs: int
     label_smoothing: float
     class_weight: Literal["none", "sqrt", "balanced"]
+    sampling: Literal["shuffle", "balanced"]  # balanced: every class equally likely in each batch
     patience: int  # early stopping on validation accuracy
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
     seed: int
@@ -77,7 +89,8 @@ class TrainParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     batch_size: int
-    tta_flip: bool
+    tta: Literal["none", "flip", "tencrop"]  # tencrop: 4 corners + centre, and their mirrors
+    tta_crop: float  # side of each ten-crop view as a fraction of the image
     misclassified: int  # images in the misclassified-examples grid
 
 
@@ -111,7 +124,28 @@ def load_params(path: str | Path = "params.yaml", overrides: dict | None = None)
         raise EmotionError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from None
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
-    return parse(Params, raw, str(path), "")
+    return check_combinations(parse(Params, raw, str(path), ""), str(path))
+
+
+def check_combinations(params: Params, source: str) -> Params:
+    """Rules across keys, each a one-line error naming the key to change."""
+    train = params.train
+    if train.model not in APPLICATIONS:
+        for key, value, default in (("weights", train.weights, "none"), ("frozen_epochs", train.frozen_epochs, 0)):
+            if value != default:
+                raise EmotionError(f"{source}: 'train.{key}' needs a keras.applications model "
+                                   f"({', '.join(APPLICATIONS)}); set it to {default} for {train.model}")
+    if train.frozen_epochs >= train.epochs and train.frozen_epochs:
+        raise EmotionError(f"{source}: 'train.frozen_epochs' ({train.frozen_epochs}) must be below "
+                           f"'train.epochs' ({train.epochs})")
+    if train.resize < 32:
+        raise EmotionError(f"{source}: 'train.resize' is {train.resize}; use 32 or more (48 = no resizing)")
+    if train.class_weight != "none" and train.sampling == "balanced":
+        raise EmotionError(f"{source}: 'train.sampling: balanced' already evens out the classes; "
+                           "set 'train.class_weight: none'")
+    if not 0 < params.evaluate.tta_crop <= 1:
+        raise EmotionError(f"{source}: 'evaluate.tta_crop' must be in (0, 1], got {params.evaluate.tta_crop}")
+    return params
 
 
 def to_dict(params) -> dict:
@@ -186,7 +220,13 @@ def _set_dotted(raw: dict, dotted: str, value) -> None:
 
 
 def set_param(path: str | Path, dotted: str, text_value: str) -> None:
-    """Change one key of params.yaml in place, keeping comments, after validating the result."""
+    """Change one key of params.yaml in place (value as YAML text), keeping comments."""
+    set_params(path, {dotted: yaml.safe_load(text_value) if text_value else text_value})
+
+
+def set_params(path: str | Path, values: dict) -> None:
+    """Change several dotted keys of params.yaml in place, keeping comments; validates the result as a
+    whole, so a set of related changes (e.g. configs/gpu.yaml) is checked together."""
     from ruamel.yaml import YAML
 
     from emotion.fileio import atomic_path
@@ -195,11 +235,22 @@ def set_param(path: str | Path, dotted: str, text_value: str) -> None:
     rt = YAML()
     rt.preserve_quotes = True
     doc = rt.load(path.read_text(encoding="utf-8"))
-    value = yaml.safe_load(text_value) if text_value else text_value
-    _set_dotted(doc, dotted, value)
-    parse(Params, _plain(doc), str(path), "")
+    for dotted, value in values.items():
+        _set_dotted(doc, dotted, value)
+    check_combinations(parse(Params, _plain(doc), str(path), ""), str(path))
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         rt.dump(doc, handle)
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    """{'train': {'lr': 0.1}} → {'train.lr': 0.1}; the augment block is a mapping of its own keys."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _plain(node):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
 from emotion import plots
@@ -12,12 +13,38 @@ from emotion.data import CLASSES
 from emotion.fileio import atomic_path
 
 
-def predict_proba(classifier, images: np.ndarray, batch_size: int = 256, tta_flip: bool = False) -> np.ndarray:
-    """Probabilities N×7; with tta_flip, the mean over the image and its mirror."""
-    proba = classifier.predict_proba(images, batch_size=batch_size)
-    if tta_flip:
-        proba = (proba + classifier.predict_proba(images[:, :, ::-1], batch_size=batch_size)) / 2
-    return proba
+def predict_proba(classifier, images: np.ndarray, batch_size: int = 256, tta: str = "none",
+                  crop: float = 0.9) -> np.ndarray:
+    """Probabilities N×7, averaged over the test-time views `tta` names (see `tta_views`)."""
+    views = tta_views(images, tta, crop)
+    return np.mean([classifier.predict_proba(view, batch_size=batch_size) for view in views], axis=0)
+
+
+def ensemble_proba(classifiers, images: np.ndarray, batch_size: int = 256, tta: str = "none",
+                   crop: float = 0.9) -> np.ndarray:
+    """The mean of several classifiers' probabilities (each with the same test-time views)."""
+    return np.mean([predict_proba(c, images, batch_size, tta, crop) for c in classifiers], axis=0)
+
+
+def tta_views(images: np.ndarray, tta: str, crop: float = 0.9) -> list[np.ndarray]:
+    """none: the images; flip: and their mirrors; tencrop: the four corner and the centre crops of side
+    `crop` × size, each resized back to full size (bilinear), and their mirrors."""
+    if tta not in ("none", "flip", "tencrop"):
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose none, flip or tencrop")
+    views = [images] if tta != "tencrop" else _five_crops(images, crop)
+    if tta != "none":
+        views += [view[:, :, ::-1] for view in views]
+    return views
+
+
+def _five_crops(images: np.ndarray, fraction: float) -> list[np.ndarray]:
+    size = images.shape[1]
+    side = max(1, round(size * fraction))
+    far, mid = size - side, (size - side) // 2
+    corners = [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]
+    return [np.stack([np.asarray(Image.fromarray(image[top:top + side, left:left + side])
+                                 .resize((size, size), Image.BILINEAR)) for image in images])
+            if len(images) else images for top, left in corners]
 
 
 def score(labels: np.ndarray, proba: np.ndarray) -> dict:

@@ -1,5 +1,9 @@
-"""Model zoo. Every model takes float32 N×48×48×1 grey levels in 0..255 (scaling is inside the
-model, so exported files need no extra preprocessing) and returns 7 softmax probabilities."""
+"""Model zoo. Every model takes float32 N×48×48×1 grey levels in 0..255 (resizing and scaling are
+inside the model, so exported files need no extra preprocessing) and returns 7 softmax probabilities.
+
+Own models (from scratch): cnn_small, vgg, resnet, mobilenet. keras.applications backbones
+(efficientnetv2s, resnet50v2, vgg16) take the grey image repeated to 3 channels, with ImageNet
+weights or none; their base model is the layer named "backbone" (see `set_backbone_trainable`)."""
 from __future__ import annotations
 
 import keras
@@ -10,19 +14,22 @@ from emotion.data import CLASSES
 
 
 def build_model(params: TrainParams, image_size: int = 48) -> keras.Model:
-    try:
-        builder = MODELS[params.model]
-    except KeyError:
-        raise ValueError(f"unknown model {params.model!r}; choose one of {', '.join(MODELS)}") from None
     inputs = keras.Input((image_size, image_size, 1), name="image")
-    x = layers.Rescaling(1 / 255.0)(inputs)
-    x = builder(x, params)
+    x = inputs
+    if params.resize != image_size:
+        x = layers.Resizing(params.resize, params.resize, interpolation="bilinear", name="resize")(x)
+    if params.model in BACKBONES:
+        x = application(x, params)
+    elif params.model in MODELS:
+        x = MODELS[params.model](layers.Rescaling(1 / 255.0)(x), params)
+    else:
+        raise ValueError(f"unknown model {params.model!r}; choose one of {', '.join([*MODELS, *BACKBONES])}")
     outputs = layers.Dense(len(CLASSES), activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=params.model)
 
 
-def _conv_bn_relu(x, filters: int):
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+def _conv_bn_relu(x, filters: int, strides: int = 1):
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     return layers.Activation("relu")(x)
 
@@ -53,4 +60,83 @@ def vgg(x, params: TrainParams):
     return layers.Dropout(params.dropout)(x)
 
 
-MODELS = {"cnn_small": cnn_small, "vgg": vgg}
+def resnet(x, params: TrainParams):
+    """ResNet-18 layout for small images: 3×3 stem without pooling, four stages of two basic blocks
+    (widths w..8w, stride 2 from the second stage), global pooling."""
+    x = _conv_bn_relu(x, params.width)
+    for stage in range(4):
+        for block in range(2):
+            x = _basic_block(x, params.width * 2**stage, strides=2 if stage and not block else 1)
+    x = layers.GlobalAveragePooling2D()(x)
+    return layers.Dropout(params.dropout)(x)
+
+
+def _basic_block(x, filters: int, strides: int):
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+    y = _conv_bn_relu(x, filters, strides)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    return layers.Activation("relu")(layers.Add()([shortcut, y]))
+
+
+def mobilenet(x, params: TrainParams):
+    """MobileNetV2-style, for fast inference: inverted residual blocks (expand ×4, depthwise 3×3,
+    linear projection), widths w/2..4w over four resolutions, global pooling."""
+    x = _conv_bn_relu(x, params.width)
+    plan = [(params.width // 2, 1, 1), (params.width, 2, 2), (params.width * 2, 2, 3),
+            (params.width * 3, 2, 3), (params.width * 4, 2, 2)]  # (channels, first stride, blocks)
+    for filters, strides, blocks in plan:
+        for block in range(blocks):
+            x = _inverted_residual(x, filters, strides if block == 0 else 1)
+    x = _conv_bn_relu(x, params.width * 8)
+    x = layers.GlobalAveragePooling2D()(x)
+    return layers.Dropout(params.dropout)(x)
+
+
+def _inverted_residual(x, filters: int, strides: int, expand: int = 4):
+    y = layers.Conv2D(x.shape[-1] * expand, 1, use_bias=False)(x)
+    y = layers.Activation("relu6")(layers.BatchNormalization()(y))
+    y = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(y)
+    y = layers.Activation("relu6")(layers.BatchNormalization()(y))
+    y = layers.BatchNormalization()(layers.Conv2D(filters, 1, use_bias=False)(y))
+    return layers.Add()([x, y]) if strides == 1 and x.shape[-1] == filters else y
+
+
+# keras.applications constructor, and the input scaling its ImageNet weights expect as plain layers
+# (Lambda layers would not survive saving). Inputs are grey levels 0..255 repeated to RGB, so
+# VGG16's RGB→BGR swap is a no-op and only its mean subtraction remains.
+BACKBONES = {
+    "efficientnetv2s": (lambda **kw: keras.applications.EfficientNetV2S(include_preprocessing=True, **kw),
+                        lambda: layers.Identity()),
+    "resnet50v2": (keras.applications.ResNet50V2, lambda: layers.Rescaling(1 / 127.5, offset=-1.0)),
+    "vgg16": (keras.applications.VGG16,
+              lambda: layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0])),
+}
+
+
+def application(x, params: TrainParams):
+    constructor, scaling = BACKBONES[params.model]
+    rgb = layers.Concatenate(name="grey_to_rgb")([x, x, x])
+    backbone = constructor(include_top=False, weights=None if params.weights == "none" else params.weights,
+                           input_shape=(params.resize, params.resize, 3), pooling="avg")
+    backbone.name = "backbone"
+    x = backbone(scaling()(rgb))
+    return layers.Dropout(params.dropout)(x)
+
+
+def set_backbone_trainable(model: keras.Model, top: int | None) -> None:
+    """None: freeze the backbone. Otherwise train its top `top` layers (0 = all), except batch norm,
+    whose ImageNet statistics are kept (the usual fine-tuning practice)."""
+    backbone = model.get_layer("backbone")
+    backbone.trainable = top is not None
+    if top is None:
+        return
+    start = 0 if top == 0 else max(len(backbone.layers) - top, 0)
+    for i, layer in enumerate(backbone.layers):
+        layer.trainable = i >= start and not isinstance(layer, layers.BatchNormalization)
+
+
+MODELS = {"cnn_small": cnn_small, "vgg": vgg, "resnet": resnet, "mobilenet": mobilenet}

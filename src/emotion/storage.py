@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from emotion.errors import EmotionError
+
 # A down S3 server makes botocore retry for ~45 s; fail in seconds instead, and never probe the
 # EC2 metadata address for credentials.
 S3_FAST_FAIL = {"AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true", "DVC_NO_ANALYTICS": "1"}
@@ -50,3 +52,37 @@ def pull_missing(path: Path) -> str | None:
     lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip().startswith("ERROR")]
     reason = lines[-1] if lines else "nothing to pull for it"
     return f"`dvc pull {target}` from remote '{remote}' failed ({reason[:200]}); run `dvc repro` to train one"
+
+
+def resolve_revision(root: Path, rev: str) -> str:
+    """A git revision, or a `dvc exp` name (refs/exps/…/NAME), as a commit hash."""
+    parsed = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
+                            capture_output=True, text=True)
+    if parsed.returncode == 0:
+        return parsed.stdout.strip()
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], cwd=root,
+                          capture_output=True, text=True).stdout.split("\n")
+    matches = [line.split()[0] for line in refs if line.endswith(f"/{rev}")]
+    if len(matches) != 1:
+        raise EmotionError(f"'{rev}' is neither a git revision nor a single `dvc exp` name here; "
+                           "see `dvc exp show` or `git log`")
+    return matches[0]
+
+
+def model_at_revision(spec: str, cache: Path) -> Path:
+    """REV:PATH (e.g. exp-3f2a1:models/model.keras) → a local copy of that file as of that revision or
+    experiment, fetched from the DVC cache or remote (like `git show REV:PATH`)."""
+    rev, _, target = spec.partition(":")
+    root = repo_root(Path.cwd())
+    if root is None or not target:
+        raise EmotionError(f"'{spec}': REV:PATH needs a DVC repository and a path, e.g. exp-1a2b3:models/model.keras")
+    commit = resolve_revision(root, rev)
+    dest = cache / commit[:12] / Path(target).name
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        result = dvc("get", ".", target, "--rev", commit, "-o", str(dest), "--force", cwd=root)
+        if result.returncode != 0 or not dest.exists():
+            lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
+            raise EmotionError(f"'{spec}': `dvc get . {target} --rev {commit[:12]}` failed "
+                               f"({(lines[-1] if lines else 'no output')[:200]})")
+    return dest
