@@ -6,7 +6,7 @@ DVC_STORE ?= $(HOME)/.cache/emotion/dvc-store
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run pull push test report clean
+.PHONY: setup run pull push test report results clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ push: setup
 # Markdown review of the workspace against BASE (default main): `make report BASE=origin/main`.
 report: setup
 	emotion report --base $(or $(BASE),main) --print
+
+# The README's results table: experiments and the last N commits, with the params that differ.
+results: setup
+	dvc exp show --md --only-changed -n $(or $(N),2) --sort-by test.accuracy --drop \
+	  '^(train\.(accuracy|loss)|(?!Experiment$$|test\.accuracy$$|test\.macro_f1$$|metrics/eval\.json:val\.accuracy$$|test\.per_class\.(disgust|fear)\.recall$$|train\.|evaluate\.).*)$$'
 
 test: setup
 	pytest -q

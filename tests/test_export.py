@@ -74,3 +74,14 @@ def test_missing_or_unknown_model_files(tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not onnx")
     with pytest.raises(EmotionError, match="broken.onnx: could not load model"):
         load_classifier(tmp_path / "broken.onnx")
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenet", "vgg16"])
+def test_zoo_models_export_to_onnx_with_parity(tiny_train, tmp_path, name):
+    """Residual adds, depthwise convs, in-model resizing and ImageNet scaling all survive conversion."""
+    path = tmp_path / "model.keras"
+    resize = 32 if name == "vgg16" else 48
+    build_model(dataclasses.replace(tiny_train, model=name, width=8, resize=resize)).save(path)
+    images = np.random.default_rng(1).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    report = export_model(path, tmp_path / "export", ["onnx"], images, {"model": name})
+    assert report["onnx"]["max_abs_diff"] < 1e-4 and report["onnx"]["argmax_agreement"] == 1.0

@@ -113,7 +113,7 @@ BACKBONES = {
                         lambda: layers.Identity()),
     "resnet50v2": (keras.applications.ResNet50V2, lambda: layers.Rescaling(1 / 127.5, offset=-1.0)),
     "vgg16": (keras.applications.VGG16,
-              lambda: layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0])),
+              lambda: layers.Rescaling(1.0, offset=[-103.939, -116.779, -123.68])),  # constants, ONNX-safe
 }
 
 
