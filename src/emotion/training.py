@@ -207,9 +207,7 @@ def train(params: TrainParams, train_set: dict, val_set: dict, model_path: Path,
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
                         metrics=["accuracy"])
         history = fit(trainer, params, train_set, val_set, callbacks, first, last)
-        epochs_run += len(history.history["loss"])
-        if trainer.stop_training:
-            break
+        epochs_run += len(history.history["loss"])  # early stopping ends a phase, not the fine-tuning
     keras.mixed_precision.set_dtype_policy("float32")
     return {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best,
             "epochs_run": epochs_run, "precision": precision}
