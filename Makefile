@@ -38,9 +38,10 @@ push: setup
 report: setup
 	emotion report --base $(or $(BASE),main) --print
 
-# The README's results table: experiments and the last N commits, with the params that differ.
+# The README's results table: experiments on the last N commits from REV, with the params that differ
+# (the README's: make results REV=d352219).
 results: setup
-	dvc exp show --md --only-changed -n $(or $(N),2) --sort-by test.accuracy --drop \
+	dvc exp show --md --only-changed --rev $(or $(REV),HEAD) -n $(or $(N),2) --drop \
 	  '^(train\.(accuracy|loss)|(?!Experiment$$|test\.accuracy$$|test\.macro_f1$$|metrics/eval\.json:val\.accuracy$$|test\.per_class\.(disgust|fear)\.recall$$|train\.|evaluate\.).*)$$'
 
 test: setup
