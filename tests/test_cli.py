@@ -70,3 +70,13 @@ def test_evaluate_a_model_from_another_revision(pipeline_repo, capsys, monkeypat
     with pytest.raises(SystemExit):
         main(["evaluate", "no-such-exp:models/model.keras", "data/prepared/test.npz"])
     assert "'no-such-exp' is neither a git revision nor a single `dvc exp` name" in capsys.readouterr().err
+
+
+def test_output_piped_into_head_ends_quietly():
+    """Like `emotion params check --show | head -1`: the reader goes away before the output is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "emotion", "params", "check", "--show"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # long before the command has imported anything and printed
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -23,7 +23,13 @@ def one_line_errors(main):
         except EmotionError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(1) from None
-        print(f"[{name}] done in {time.perf_counter() - start:.1f} s", flush=True)
+        except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
+            sys.stdout = None
+            raise SystemExit(0) from None
+        try:
+            print(f"[{name}] done in {time.perf_counter() - start:.1f} s", flush=True)
+        except BrokenPipeError:
+            sys.stdout = None
         return result
 
     return wrapper
