@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none",
                     help="test-time views averaged per image: flip = with its mirror; tencrop = 4 corners + centre, "
                          "and mirrors")
-    ev.add_argument("--tta-crop", type=float, default=0.9, help="tencrop: side of each view, fraction of the image")
+    ev.add_argument("--tta-crop", type=float, default=0.95,
+                    help="tencrop: side of each view, fraction of the image (default: %(default)s, chosen on val)")
     ev.set_defaults(func=_evaluate)
 
     pa = sub.add_parser("params", help="validate or edit params.yaml")
