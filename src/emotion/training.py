@@ -197,7 +197,7 @@ def train(params: TrainParams, train_set: dict, val_set: dict, model_path: Path,
                  keras.callbacks.EarlyStopping("val_accuracy", patience=params.patience, mode="max")]
     if params.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(params.patience // 3, 1)))
-    epochs_run = 0
+    inputs, epochs_run = fit_inputs(params, train_set, val_set), 0
     for first, last, lr, trainable_top in phases(params):
         if trainable_top != "all":
             set_backbone_trainable(classifier, trainable_top)
@@ -206,7 +206,8 @@ def train(params: TrainParams, train_set: dict, val_set: dict, model_path: Path,
         trainer.compile(optimizer=make_optimizer(params, steps, lr, last - first),
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
                         metrics=["accuracy"])
-        history = fit(trainer, params, train_set, val_set, callbacks, first, last)
+        history = trainer.fit(**inputs(first), initial_epoch=first, epochs=last, shuffle=True, callbacks=callbacks,
+                              verbose=2)
         epochs_run += len(history.history["loss"])  # early stopping ends a phase, not the fine-tuning
     keras.mixed_precision.set_dtype_policy("float32")
     return {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best,
@@ -221,16 +222,15 @@ def phases(params: TrainParams) -> list[tuple[int, int, float, object]]:
             (params.frozen_epochs, params.epochs, params.lr * params.finetune_lr_factor, params.unfreeze_top)]
 
 
-def fit(trainer, params: TrainParams, train_set: dict, val_set: dict, callbacks, first: int, last: int):
+def fit_inputs(params: TrainParams, train_set: dict, val_set: dict):
+    """What every phase's `fit` shares, prepared once: validation arrays, class weights, and the training
+    set as arrays, or (for balanced sampling or MixUp/CutMix) a BatchFeed starting at a given epoch."""
     one_hot = lambda labels: keras.utils.to_categorical(labels, len(CLASSES))  # noqa: E731
-    weights = class_weights(train_set["labels"], params.class_weight)
-    validation = (as_model_input(val_set["images"]), one_hot(val_set["labels"]))
+    shared = {"validation_data": (as_model_input(val_set["images"]), one_hot(val_set["labels"])),
+              "class_weight": class_weights(train_set["labels"], params.class_weight)}
     mixer = batch_mixer(params.augment, params.seed)
     if params.sampling == "shuffle" and mixer is None:
-        x, y, batch_size = as_model_input(train_set["images"]), one_hot(train_set["labels"]), params.batch_size
-    else:
-        x = BatchFeed(train_set["images"], train_set["labels"], params.batch_size,
-                      params.sampling == "balanced", mixer, params.seed, epoch=first)
-        y, batch_size = None, None
-    return trainer.fit(x, y, validation_data=validation, batch_size=batch_size, initial_epoch=first, epochs=last,
-                       shuffle=True, class_weight=weights, callbacks=callbacks, verbose=2)
+        x, y = as_model_input(train_set["images"]), one_hot(train_set["labels"])
+        return lambda first: {**shared, "x": x, "y": y, "batch_size": params.batch_size}
+    return lambda first: {**shared, "x": BatchFeed(train_set["images"], train_set["labels"], params.batch_size,
+                                                   params.sampling == "balanced", mixer, params.seed, epoch=first)}
