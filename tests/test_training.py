@@ -46,6 +46,8 @@ def test_vgg_heads_differ_in_size(tiny_train):
     dense = build_model(dataclasses.replace(tiny_train, model="vgg", head="dense"))
     gap = build_model(dataclasses.replace(tiny_train, model="vgg", head="gap"))
     assert dense.count_params() > gap.count_params()
+    wider = build_model(dataclasses.replace(tiny_train, model="vgg", head="dense", dense_units=512))
+    assert wider.count_params() > dense.count_params()
 
 
 def test_class_weights():

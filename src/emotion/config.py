@@ -64,6 +64,7 @@ class TrainParams:
     model: ModelName
     width: int  # channels of the first block; later blocks double it (own models only)
     head: Literal["dense", "gap"]  # vgg only
+    dense_units: int  # vgg dense head: units of its hidden layer
     weights: Literal["none", "imagenet"]  # keras.applications backbones only
     resize: int  # images are resized to this side inside the model (upsampling for pretrained backbones)
     frozen_epochs: int  # first phase: epochs with the pretrained backbone frozen (0 = one phase)
@@ -140,6 +141,8 @@ def check_combinations(params: Params, source: str) -> Params:
                            f"'train.epochs' ({train.epochs})")
     if train.resize < 32:
         raise EmotionError(f"{source}: 'train.resize' is {train.resize}; use 32 or more (48 = no resizing)")
+    if train.dense_units < 1:
+        raise EmotionError(f"{source}: 'train.dense_units' is {train.dense_units}; use 1 or more (256 is the default)")
     if train.class_weight != "none" and train.sampling == "balanced":
         raise EmotionError(f"{source}: 'train.sampling: balanced' already evens out the classes; "
                            "set 'train.class_weight: none'")

@@ -54,7 +54,7 @@ def vgg(x, params: TrainParams):
         x = layers.GlobalAveragePooling2D()(x)
     else:
         x = layers.Flatten()(x)
-        x = layers.Dense(256, use_bias=False)(x)
+        x = layers.Dense(params.dense_units, use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
     return layers.Dropout(params.dropout)(x)
