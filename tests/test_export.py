@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from emotion import export
 from emotion.data import CLASSES
 from emotion.errors import EmotionError
 from emotion.export import export_model
@@ -42,6 +43,23 @@ def test_every_format_agrees_with_keras(exported):
     assert 0 < report["onnx_int8"]["max_abs_diff"] < 0.05
 
 
+def test_export_that_disagrees_with_keras_writes_nothing(keras_model, tmp_path, monkeypatch):
+    real = export.load_classifier
+
+    def disagreeing(path):
+        classifier = real(path)
+        run = classifier.predict_proba
+        classifier.predict_proba = lambda images: (run(images) + np.eye(len(CLASSES))[0]) / 2
+        return classifier
+
+    monkeypatch.setattr(export, "load_classifier", disagreeing)
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    out = tmp_path / "export"
+    with pytest.raises(EmotionError, match=r"the onnx export disagrees with model.keras by up to .*drop onnx from"):
+        export_model(keras_model, out, ["onnx"], images, {"model": "cnn_small"})
+    assert not out.exists() and not list(tmp_path.glob(".export.*"))
+
+
 def test_export_folder_has_labels_and_metadata(exported):
     out, _, _ = exported
     assert sorted(p.name for p in out.iterdir()) == [
@@ -76,12 +94,13 @@ def test_missing_or_unknown_model_files(tmp_path):
         load_classifier(tmp_path / "broken.onnx")
 
 
-@pytest.mark.parametrize("name", ["resnet", "mobilenet", "vgg16"])
-def test_zoo_models_export_to_onnx_with_parity(tiny_train, tmp_path, name):
-    """Residual adds, depthwise convs, in-model resizing and ImageNet scaling all survive conversion."""
+@pytest.mark.parametrize("name, resize", [("resnet", 48), ("mobilenet", 48), ("vgg16", 32), ("vgg", 40)])
+def test_zoo_models_export_with_parity(tiny_train, tmp_path, name, resize):
+    """Residual adds, depthwise convs, in-model resizing and ImageNet scaling all survive conversion.
+    vgg at 40: batch norm after in-model resizing once ran in training mode in exported graphs."""
     path = tmp_path / "model.keras"
-    resize = 32 if name == "vgg16" else 48
     build_model(dataclasses.replace(tiny_train, model=name, width=8, resize=resize)).save(path)
     images = np.random.default_rng(1).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    report = export_model(path, tmp_path / "export", ["onnx"], images, {"model": name})
-    assert report["onnx"]["max_abs_diff"] < 1e-4 and report["onnx"]["argmax_agreement"] == 1.0
+    report = export_model(path, tmp_path / "export", ["saved_model", "onnx"], images, {"model": name})
+    for fmt in ("saved_model", "onnx"):
+        assert report[fmt]["max_abs_diff"] < 1e-4 and report[fmt]["argmax_agreement"] == 1.0, fmt

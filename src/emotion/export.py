@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from emotion.data import CLASSES, IMAGE_SIZE
+from emotion.errors import EmotionError
 from emotion.fileio import atomic_path, write_json
 from emotion.inference import KerasClassifier, load_classifier
 
 FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "onnx_int8": "model.int8.onnx", "tflite": "model.tflite"}
 KERAS_FORMAT = {"saved_model": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
+# Largest |probability difference| from Keras an export may show: float formats only round; int8 quantizes
+# (0.028 for the default model). Beyond these the converted graph computes something else.
+PARITY_LIMIT = {"saved_model": 1e-3, "onnx": 1e-3, "tflite": 1e-3, "onnx_int8": 0.1}
 
 
 def sha256_file(path: Path) -> str:
@@ -44,6 +48,10 @@ def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_ima
                            "argmax_agreement": float((got.argmax(1) == expected.argmax(1)).mean()),
                            "size_bytes": _size(target)}
             print(f"export: {fmt:12s} max |Δp| = {report[fmt]['max_abs_diff']:.2e}", flush=True)
+            if report[fmt]["max_abs_diff"] > PARITY_LIMIT[fmt]:
+                raise EmotionError(f"{out_dir}: the {fmt} export disagrees with {model_path.name} by up to "
+                                   f"{report[fmt]['max_abs_diff']:.3g} in probability (limit {PARITY_LIMIT[fmt]:g}), "
+                                   f"so nothing was written; drop {fmt} from export.formats and report the model")
         write_json(tmp / "labels.json", list(CLASSES))
         write_json(tmp / "metadata.json", {**metadata, "formats": {f: FILES[f] for f in formats},
                                            "parity": report, **input_spec()})

@@ -37,6 +37,8 @@ class KerasClassifier(_Batched):
     def __init__(self, path: Path):
         import keras
 
+        import emotion.models  # noqa: F401  registers the custom layers a saved model may use
+
         self.model = keras.models.load_model(path, compile=False)
 
     def _run(self, x):

@@ -17,7 +17,7 @@ def build_model(params: TrainParams, image_size: int = 48) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 1), name="image")
     x = inputs
     if params.resize != image_size:
-        x = layers.Resizing(params.resize, params.resize, interpolation="bilinear", name="resize")(x)
+        x = Resize(params.resize, name="resize")(x)
     if params.model in BACKBONES:
         x = application(x, params)
     elif params.model in MODELS:
@@ -26,6 +26,26 @@ def build_model(params: TrainParams, image_size: int = 48) -> keras.Model:
         raise ValueError(f"unknown model {params.model!r}; choose one of {', '.join([*MODELS, *BACKBONES])}")
     outputs = layers.Dense(len(CLASSES), activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=params.model)
+
+
+@keras.saving.register_keras_serializable(package="emotion")
+class Resize(layers.Layer):
+    """Bilinear resize to size × size. Not keras.layers.Resizing: that preprocessing layer defaults to
+    training=True, and in a traced graph (model.export, hence the SavedModel and ONNX files) that put the
+    layers after it (batch norm, dropout) in training mode."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, images):
+        return keras.ops.image.resize(images, (self.size, self.size), interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
 
 
 def _conv_bn_relu(x, filters: int, strides: int = 1):
