@@ -31,8 +31,8 @@ def build_model(params: TrainParams, image_size: int = 48) -> keras.Model:
 @keras.saving.register_keras_serializable(package="emotion")
 class Resize(layers.Layer):
     """Bilinear resize to size × size. Not keras.layers.Resizing: that preprocessing layer defaults to
-    training=True, and in a traced graph (model.export, hence the SavedModel and ONNX files) that put the
-    layers after it (batch norm, dropout) in training mode."""
+    training=True, and in the graph model.export traces (hence the SavedModel and ONNX files) the layers
+    after it then ran in training mode: batch norm used batch statistics."""
 
     def __init__(self, size: int, **kwargs):
         super().__init__(**kwargs)
