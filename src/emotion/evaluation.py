@@ -12,21 +12,23 @@ from emotion import plots
 from emotion.data import CLASSES
 from emotion.fileio import atomic_path
 
+TENCROP_SIDE = 0.95  # ten-crop view side as a fraction of the image, chosen on val (as params.yaml)
+
 
 def predict_proba(classifier, images: np.ndarray, batch_size: int = 256, tta: str = "none",
-                  crop: float = 0.95) -> np.ndarray:
+                  crop: float = TENCROP_SIDE) -> np.ndarray:
     """Probabilities N×7, averaged over the test-time views `tta` names (see `tta_views`)."""
     views = tta_views(images, tta, crop)
     return np.mean([classifier.predict_proba(view, batch_size=batch_size) for view in views], axis=0)
 
 
 def ensemble_proba(classifiers, images: np.ndarray, batch_size: int = 256, tta: str = "none",
-                   crop: float = 0.95) -> np.ndarray:
+                   crop: float = TENCROP_SIDE) -> np.ndarray:
     """The mean of several classifiers' probabilities (each with the same test-time views)."""
     return np.mean([predict_proba(c, images, batch_size, tta, crop) for c in classifiers], axis=0)
 
 
-def tta_views(images: np.ndarray, tta: str, crop: float = 0.95) -> list[np.ndarray]:
+def tta_views(images: np.ndarray, tta: str, crop: float = TENCROP_SIDE) -> list[np.ndarray]:
     """none: the images; flip: and their mirrors; tencrop: the four corner and the centre crops of side
     `crop` × size, each resized back to full size (bilinear), and their mirrors."""
     if tta not in ("none", "flip", "tencrop"):
