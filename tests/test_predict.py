@@ -1,6 +1,8 @@
 """`emotion predict`: images and folders → annotated copies + CSV/JSON report, with a tiny random model."""
 import csv
+import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -11,7 +13,7 @@ from emotion.cli import main
 from emotion.data import CLASSES, read_image
 from emotion.errors import EmotionError
 from emotion.inference import load_classifier
-from emotion.predict import Analyzer, predict_paths
+from emotion.predict import Analyzer, Progress, predict_paths
 from inference_fixtures import face_photo_path, photos, tiny_export  # noqa: F401
 
 
@@ -128,7 +130,9 @@ def test_cli(tiny_export, photos, tmp_path, capsys):  # noqa: F811
     shutil.copy(photos["face.jpg"], tmp_path / "face.jpg")
     main(["predict", str(tmp_path / "face.jpg"), "--model", str(tiny_export), "--out", str(tmp_path / "out"),
           "--bars"])
-    assert "1 images: 1 with faces (1 faces)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "1 images: 1 with faces (1 faces)" in captured.out
+    assert captured.err == ""  # stderr is not a terminal here: no progress line
     assert (tmp_path / "out" / "annotated" / "face.jpg").is_file()
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", str(tmp_path / "nope.jpg"), "--model", str(tiny_export)])
@@ -138,3 +142,38 @@ def test_cli(tiny_export, photos, tmp_path, capsys):  # noqa: F811
     with pytest.raises(SystemExit):
         main(["predict", str(tmp_path / "face.jpg"), "--model", str(tmp_path / "no_model")])
     assert "model not found" in capsys.readouterr().err
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_ends_with_the_final_counts(analyzer, photos, folder_report, tmp_path):  # noqa: F811
+    terminal = FakeTerminal()
+    report = predict_paths([photos["face.jpg"].parent], tmp_path, analyzer, progress_stream=terminal)
+    text = terminal.getvalue()
+    assert text.startswith("\r") and text.count("\n") == 1 and text.endswith("\n")
+    assert re.fullmatch(r"4/4 files, 2 faces, \d+\.\d files/s *\n", text.rsplit("\r", 1)[-1])
+    assert report == folder_report[0]  # progress changes nothing in the outputs
+    for name in ("predictions.csv", "predictions.json", "summary.json"):
+        assert (tmp_path / name).read_bytes() == (folder_report[1] / name).read_bytes()
+
+
+def test_no_progress_when_the_stream_is_not_a_terminal(analyzer, photos, tmp_path):  # noqa: F811
+    piped = io.StringIO()
+    predict_paths([photos["face.jpg"].parent], tmp_path, analyzer, annotate_images=False, progress_stream=piped)
+    assert piped.getvalue() == ""
+
+
+def test_progress_is_throttled_rewritten_in_place_and_padded():
+    now = [0.0]
+    terminal = FakeTerminal()
+    progress = Progress(3, terminal, interval=0.1, clock=lambda: now[0])
+    for when, faces in ((0.05, 1), (0.2, 0), (0.25, 2)):  # shown only at 0.2: 0.1 s since the start
+        now[0] = when
+        progress.advance(faces)
+    now[0] = 0.5
+    progress.finish()
+    progress.finish()  # a second finish writes nothing more
+    assert terminal.getvalue() == "\r2/3 files, 1 faces, 10.0 files/s\r3/3 files, 3 faces, 6.0 files/s \n"

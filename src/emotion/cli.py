@@ -86,7 +86,8 @@ def _predict(args) -> None:
 
     list_images(args.paths)  # a wrong path fails before the model loads
     analyzer = Analyzer(args.model, args.faces, args.margin, args.batch_size)
-    report = predict_paths(args.paths, args.out, analyzer, not args.no_annotated, args.bars)
+    report = predict_paths(args.paths, args.out, analyzer, not args.no_annotated, args.bars,
+                           progress_stream=sys.stderr)
     print(format_summary(report["summary"]) + f"  ({analyzer.runtime})")
     print(f"wrote {args.out}/predictions.csv, predictions.json, summary.json"
           + ("" if args.no_annotated else f" and annotated copies in {args.out}/annotated/"))
