@@ -13,6 +13,7 @@ from PIL import Image
 from emotion.data import CLASSES
 from emotion.errors import EmotionError
 from emotion.serve import create_app
+from conftest import skip_or_fail
 from inference_fixtures import photos, tiny_export  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,8 +118,11 @@ def server_url(app):
 @pytest.fixture(scope="module")
 def browser_page():
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) for the browser test")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+        skip_or_fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) for the browser test")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        skip_or_fail("playwright is not installed (make setup-test installs it)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser.new_page(viewport={"width": 1100, "height": 760})

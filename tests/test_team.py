@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import s3server
-from conftest import run
+from conftest import run, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def s3(tmp_path):
     try:
         server = s3server.start(tmp_path / "weed")
     except RuntimeError as err:
-        pytest.skip(f"S3 test server could not start: {err}")
+        skip_or_fail(f"S3 test server could not start: {err}")
     yield server
     server.stop()
 
