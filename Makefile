@@ -3,28 +3,61 @@ VENV   ?= .venv
 PYTHON ?= python3
 # Default DVC remote when the repo names none: a folder shared by every clone on this machine.
 DVC_STORE ?= $(HOME)/.cache/emotion/dvc-store
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run pull push test report results clean
+# requirements.txt (run) and requirements-test.txt (run + test tools) are what we ask for; the locks are
+# every package they pull in, pinned with hashes, for Linux x86_64 and CPython 3.11 (`make lock`).
+RUN_LOCK  := requirements.lock
+TEST_LOCK := requirements-test.lock
+PIP_VERSION := 26.3
+UV_VERSION  := 0.13.8
+PIP_INSTALL := $(VENV)/bin/pip install --quiet --require-hashes
 
+.PHONY: setup setup-test lock run pull push test report results clean
+
+# Run dependencies only: what `make run`, `pull`, `push`, `report` and the `emotion` apps need.
 setup: $(VENV)/.installed
+# ... plus the test tools (pytest, Playwright, the S3 test server).
+setup-test: $(VENV)/.installed-test
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet pip==$(PIP_VERSION)
+
+# Each stamp is redone when its lock (or the project's metadata) changes.
+$(VENV)/.installed: $(RUN_LOCK) pyproject.toml | $(VENV)/bin/python
+	$(PIP_INSTALL) -r $(RUN_LOCK)
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	@git rev-parse --git-dir >/dev/null 2>&1 || git init --quiet
 	@test -d .dvc || dvc init --quiet
 	@dvc remote default >/dev/null 2>&1 || { mkdir -p "$(DVC_STORE)" && \
 		dvc remote add --local --default local "$(DVC_STORE)" && echo "DVC remote 'local' -> $(DVC_STORE)"; }
 	touch $@
 
-# SOURCE (optional): a local fer2013.zip or extracted folder; default is params.yaml's download.source.
+$(VENV)/.installed-test: $(TEST_LOCK) $(VENV)/.installed
+	$(PIP_INSTALL) -r $(TEST_LOCK)
+	touch $@
+
+# Regenerate both locks from PyPI after editing requirements*.txt (keeps other pins; add
+# LOCK_FLAGS=--upgrade to move every unpinned dependency to its newest release). Needs network.
+LOCK_VENV := $(VENV)/lock-tools
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --no-config --generate-hashes \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple \
+	--no-emit-package emotion --custom-compile-command "make lock" $(LOCK_FLAGS)
+LOCK_HEADER = 1i \# Linux x86_64 (glibc >= 2.28), CPython 3.11. Install: pip install --require-hashes -r $(1) && pip install --no-deps -e .
+lock:
+	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(UV_COMPILE) requirements.txt -o $(RUN_LOCK)
+	sed -i '$(call LOCK_HEADER,$(RUN_LOCK))' $(RUN_LOCK)
+	$(UV_COMPILE) requirements-test.txt -c $(RUN_LOCK) -o $(TEST_LOCK)
+	sed -i '$(call LOCK_HEADER,$(TEST_LOCK))' $(TEST_LOCK)
+
+# SOURCE (optional): a local fer2013.zip or extracted folder. `emotion fetch` copies it into data/source/,
+# tracked by content in data/source.dvc (never by path); without SOURCE it keeps what data/source/ holds,
+# or downloads params.yaml's download.kaggle with kagglehub.
 run: setup
-ifdef SOURCE
-	emotion params set download.source=$(abspath $(SOURCE))
-endif
+	emotion fetch $(SOURCE)
 	dvc repro
 
 # Teammates: fetch the trained, exported model (and its metrics) without training.
@@ -44,7 +77,8 @@ results: setup
 	dvc exp show --md --only-changed --rev $(or $(REV),HEAD) -n $(or $(N),2) --drop \
 	  '^(train\.(accuracy|loss)|(?!Experiment$$|test\.accuracy$$|test\.macro_f1$$|metrics/eval\.json:val\.accuracy$$|test\.per_class\.(disgust|fear)\.recall$$|train\.|evaluate\.).*)$$'
 
-test: setup
+# Any non-zero pytest exit fails this target, including 5 (no test collected).
+test: setup-test
 	pytest -q
 
 clean:

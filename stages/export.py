@@ -7,10 +7,12 @@ from emotion.config import load_params
 from emotion.errors import one_line_errors
 from emotion.export import export_model, sha256_file
 from emotion.fileio import load_npz, write_json
+from emotion.pipeline import StageInputs
 
 
 @one_line_errors
 def main():
+    inputs = StageInputs("export")
     params = load_params()
     test, val = load_npz("data/prepared/test.npz"), load_npz("data/prepared/val.npz")
     metadata = {
@@ -22,7 +24,9 @@ def main():
     }
     parity = export_model(Path("models/model.keras"), Path("models/export"), params.export.formats,
                           test["images"][: params.export.parity_images], metadata,
-                          calibration_images=val["images"][: params.export.calibration_images])
+                          calibration_images=val["images"][: params.export.calibration_images], val=val,
+                          int8_max_accuracy_drop=params.export.int8_max_accuracy_drop)
+    inputs.verify()
     write_json("metrics/export.json", parity)
 
 

@@ -8,14 +8,17 @@ from emotion.config import load_params
 from emotion.data import CLASSES, build_manifest, dataset_stats, read_image
 from emotion.errors import one_line_errors
 from emotion.fileio import atomic_path, write_json
+from emotion.pipeline import StageInputs
 
 RAW = Path("data/raw")
 
 
 @one_line_errors
 def main():
+    inputs = StageInputs("manifest")
     params = load_params().manifest
     manifest, skipped = build_manifest(RAW, params.blank_std_max)
+    inputs.verify()
     with atomic_path("data/manifest.parquet") as tmp:
         manifest.to_parquet(tmp, index=False)
     stats = dataset_stats(manifest, skipped)

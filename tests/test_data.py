@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from emotion import data
-from emotion.data import CLASSES, assign_splits, build_manifest, fetch_raw, pack_split
+from emotion.data import CLASSES, assign_splits, build_manifest, fetch_raw, pack_split, place_source, source_archive
 from emotion.errors import EmotionError
 
 
@@ -30,7 +30,7 @@ def test_zip_with_a_top_folder_is_found(fake_fer, tmp_path):
 
 
 def test_missing_archive(tmp_path):
-    with pytest.raises(EmotionError, match="does not exist; set download.source"):
+    with pytest.raises(EmotionError, match="does not exist; run `emotion fetch PATH`"):
         fetch_raw(str(tmp_path / "nope.zip"), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
@@ -59,9 +59,10 @@ def test_offline_kaggle_download_says_how_to_use_a_local_archive(monkeypatch, tm
 
     monkeypatch.setattr(kagglehub, "dataset_download", offline)
     with pytest.raises(EmotionError) as err:
-        fetch_raw("msambare/fer2013", tmp_path / "raw")
+        place_source(None, "msambare/fer2013", tmp_path / "source")
     message = str(err.value)
-    assert "msambare/fer2013" in message and "download.source" in message and "\n" not in message
+    assert "msambare/fer2013" in message and "emotion fetch PATH" in message and "\n" not in message
+    assert not (tmp_path / "source").exists()
 
 
 @pytest.mark.parametrize("handle", ["msambare/fer2013", "msambare/fer2013/versions/1"])
@@ -70,7 +71,9 @@ def test_kaggle_download_result_is_copied(monkeypatch, fake_fer, tmp_path, handl
 
     asked = []
     monkeypatch.setattr(kagglehub, "dataset_download", lambda h: asked.append(h) or str(fake_fer))
-    assert (fetch_raw(handle, tmp_path / "raw") / "test" / "sad").is_dir()
+    placed = place_source(None, handle, tmp_path / "source")
+    assert placed == source_archive(tmp_path / "source") == tmp_path / "source" / "fer2013"
+    assert (fetch_raw(placed, tmp_path / "raw") / "test" / "sad").is_dir()
     assert asked == [handle]
 
 
@@ -81,7 +84,33 @@ def test_missing_local_paths_are_not_sent_to_kaggle(monkeypatch, tmp_path, sourc
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(kagglehub, "dataset_download", lambda h: pytest.fail("asked Kaggle"))
     with pytest.raises(EmotionError, match="does not exist"):
-        fetch_raw(source, tmp_path / "raw")
+        place_source(source, "msambare/fer2013", tmp_path / "source")
+
+
+def test_placed_archive_is_the_only_entry_and_keeps_its_bytes(fake_zip, fake_fer, tmp_path):
+    folder = tmp_path / "source"
+    assert place_source(str(fake_fer), "unused/handle", folder) == folder / "fer2013"
+    placed = place_source(str(fake_zip), "unused/handle", folder)  # replaces the folder copy
+    assert sorted(p.name for p in folder.iterdir()) == ["fer2013.zip"] == [source_archive(folder).name]
+    assert placed.read_bytes() == fake_zip.read_bytes()
+
+
+def test_source_folder_must_hold_exactly_one_archive(fake_zip, tmp_path):
+    folder = tmp_path / "source"
+    with pytest.raises(EmotionError, match="found nothing; run `emotion fetch PATH`"):
+        source_archive(folder)
+    place_source(str(fake_zip), "unused/handle", folder)
+    shutil.copy(fake_zip, folder / "other.zip")
+    with pytest.raises(EmotionError, match="found fer2013.zip, other.zip"):
+        source_archive(folder)
+
+
+def test_a_non_zip_file_is_refused_before_anything_is_copied(tmp_path):
+    bad = tmp_path / "fer2013.zip"
+    bad.write_text("not a zip")
+    with pytest.raises(EmotionError, match="not a zip archive"):
+        place_source(str(bad), "unused/handle", tmp_path / "source")
+    assert not (tmp_path / "source").exists()
 
 
 def test_folder_without_layout(tmp_path):
@@ -218,6 +247,22 @@ def test_npz_is_byte_for_byte_deterministic(tmp_path):
     save_npz(tmp_path / "b.npz", **arrays)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     np.testing.assert_array_equal(load_npz(tmp_path / "a.npz")["images"], arrays["images"])
+    save_npz(tmp_path / "step.npz", step=np.array(7))  # 0-d arrays (an optimizer's step count) stay 0-d
+    assert load_npz(tmp_path / "step.npz")["step"].shape == ()
+
+
+def test_zip_times_are_fixed_so_equal_contents_give_equal_bytes(tmp_path):
+    import zipfile
+
+    from emotion.fileio import fix_zip_times
+
+    for name in ("a.zip", "b.zip"):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            archive.writestr(zipfile.ZipInfo("x.json", (2026, 1, 1, 0, 0, 0) if name == "a.zip" else
+                                             (2026, 5, 5, 5, 5, 4)), b'{"date": 1}')
+        fix_zip_times(tmp_path / name, lambda member, data: data.replace(b"1", b"2"))
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    assert zipfile.ZipFile(tmp_path / "a.zip").read("x.json") == b'{"date": 2}'
 
 
 def test_atomic_write_leaves_previous_output_on_failure(tmp_path):

@@ -8,6 +8,7 @@ from emotion import export
 from emotion.data import CLASSES
 from emotion.errors import EmotionError
 from emotion.export import export_model
+from emotion.inference import KerasClassifier
 from emotion.inference import load_classifier
 from emotion.models import build_model
 
@@ -58,6 +59,23 @@ def test_export_that_disagrees_with_keras_writes_nothing(keras_model, tmp_path, 
     with pytest.raises(EmotionError, match=r"the onnx export disagrees with model.keras by up to .*drop onnx from"):
         export_model(keras_model, out, ["onnx"], images, {"model": "cnn_small"})
     assert not out.exists() and not list(tmp_path.glob(".export.*"))
+
+
+def test_int8_export_reports_val_accuracy_and_fails_past_the_allowed_drop(keras_model, tmp_path):
+    rng = np.random.default_rng(1)
+    val = {"images": rng.integers(0, 256, (40, 48, 48), dtype=np.uint8), "labels": rng.integers(0, 7, 40)}
+    images = val["images"][:8]
+    report = export_model(keras_model, tmp_path / "ok", ["onnx_int8"], images, {"model": "cnn_small"},
+                          calibration_images=val["images"], val=val, int8_max_accuracy_drop=1.0)
+    keras_accuracy = (KerasClassifier(keras_model).predict_proba(val["images"]).argmax(1) == val["labels"]).mean()
+    assert report["keras"]["val_accuracy"] == pytest.approx(keras_accuracy)
+    assert 0 <= report["onnx_int8"]["val_accuracy"] <= 1
+    # a limit below the drop actually measured (here: any drop, even none) refuses the export
+    limit = report["keras"]["val_accuracy"] - report["onnx_int8"]["val_accuracy"] - 0.01
+    with pytest.raises(EmotionError, match=r"onnx_int8 export loses .* points of val accuracy"):
+        export_model(keras_model, tmp_path / "strict", ["onnx_int8"], images, {"model": "cnn_small"},
+                     calibration_images=val["images"], val=val, int8_max_accuracy_drop=limit)
+    assert not (tmp_path / "strict").exists()
 
 
 def test_export_folder_has_labels_and_metadata(exported):

@@ -64,8 +64,9 @@ def test_metrics_have_every_key(repo):
     live = json.loads((repo / "dvclive/metrics.json").read_text())
     assert {"best_epoch", "best_val_accuracy", "train", "val"} <= set(live)
     parity = json.loads((repo / "metrics/export.json").read_text())
-    assert set(parity) == {"saved_model", "onnx", "onnx_int8", "tflite"}
+    assert set(parity) == {"keras", "saved_model", "onnx", "onnx_int8", "tflite"}
     assert all(parity[f]["max_abs_diff"] < 1e-4 for f in ("saved_model", "onnx", "tflite"))
+    assert all(0 <= parity[f]["val_accuracy"] <= 1 for f in parity)
 
 
 def test_dvc_sees_metrics_plots_and_a_clean_state(repo):

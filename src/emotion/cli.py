@@ -50,6 +50,24 @@ def _local_model(spec: str) -> Path:
     return model_at_revision(spec, Path(".emotion-cache/models"))
 
 
+def _fetch(args) -> None:
+    from emotion.config import load_params
+    from emotion.data import SOURCE_DIR, place_source, source_archive
+    from emotion.storage import dvc
+
+    if args.path is None and SOURCE_DIR.is_dir() and any(SOURCE_DIR.iterdir()):
+        archive = source_archive(SOURCE_DIR)  # already fetched: keep it (checked to be one archive)
+    else:
+        kaggle = load_params().download.kaggle
+        print(f"fetch: copying {args.path or f'Kaggle dataset {kaggle}'} into {SOURCE_DIR}/", flush=True)
+        archive = place_source(args.path and str(args.path), kaggle, SOURCE_DIR)
+    added = dvc("add", "--quiet", str(SOURCE_DIR))
+    if added.returncode != 0:
+        reason = (added.stderr or added.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise EmotionError(f"`dvc add {SOURCE_DIR}` failed ({reason[0]}); run it from the repository root")
+    print(f"fetch: {archive} is tracked by content in {SOURCE_DIR}.dvc; now run `dvc repro`")
+
+
 def _params(args) -> None:
     from emotion.config import flatten, load_params, set_param, set_params, to_dict
 
@@ -167,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta-crop", type=float, default=0.95,
                     help="tencrop: side of each view, fraction of the image (default: %(default)s, chosen on val)")
     ev.set_defaults(func=_evaluate)
+
+    fe = sub.add_parser("fetch", help="put FER2013 into data/source/ (tracked by content in data/source.dvc), "
+                                      "from a local zip or folder, or from Kaggle")
+    fe.add_argument("path", nargs="?", type=Path, metavar="PATH",
+                    help="fer2013.zip or its extracted folder (Kaggle layout); default: keep data/source/ if it "
+                         "holds one, else download params.yaml's download.kaggle with kagglehub")
+    fe.set_defaults(func=_fetch)
 
     pa = sub.add_parser("params", help="validate or edit params.yaml")
     pa.add_argument("action", choices=["check", "set"])

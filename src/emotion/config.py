@@ -22,7 +22,7 @@ APPLICATIONS = ("efficientnetv2s", "resnet50v2", "vgg16")  # keras.applications 
 
 @dataclass(frozen=True)
 class DownloadParams:
-    source: str  # Kaggle handle (owner/dataset) or a local zip / extracted folder
+    kaggle: str  # Kaggle handle (owner/dataset) that `emotion fetch` downloads when given no local archive
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class ExportParams:
     formats: list[Literal["saved_model", "onnx", "onnx_int8", "tflite"]]
     parity_images: int
     calibration_images: int  # validation images that calibrate the int8 ONNX model
+    int8_max_accuracy_drop: float  # the export fails if int8 ONNX loses more val accuracy than this (0.005 = 0.5 points)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,9 @@ def check_combinations(params: Params, source: str) -> Params:
     if train.class_weight != "none" and train.sampling == "balanced":
         raise EmotionError(f"{source}: 'train.sampling: balanced' already evens out the classes; "
                            "set 'train.class_weight: none'")
+    if not 0 <= params.export.int8_max_accuracy_drop <= 1:
+        raise EmotionError(f"{source}: 'export.int8_max_accuracy_drop' is a fraction of accuracy in [0, 1] "
+                           f"(0.005 = 0.5 points), got {params.export.int8_max_accuracy_drop}")
     if not 0 < params.evaluate.tta_crop <= 1:
         raise EmotionError(f"{source}: 'evaluate.tta_crop' must be in (0, 1], got {params.evaluate.tta_crop}")
     return params

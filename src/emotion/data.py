@@ -21,21 +21,44 @@ CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 FOLDERS = ("train", "test")
 IMAGE_SIZE = 48
 _USAGE = re.compile(r"^(Training|PublicTest|PrivateTest)_")
-_KAGGLE_HANDLE = re.compile(r"^[\w-]+/[\w.-]+(/versions/\d+)?$")  # owner/dataset[/versions/N]
-_FIX_SOURCE = "set download.source in params.yaml to a local fer2013.zip or its extracted folder"
+_FIX_SOURCE = "run `emotion fetch PATH` (or `make run SOURCE=PATH`) with a local fer2013.zip or its extracted folder"
+SOURCE_DIR = Path("data/source")  # the archive the pipeline starts from, tracked by content in data/source.dvc
 
 
 # --- download -------------------------------------------------------------------------------
 
-def fetch_raw(source: str, dest: Path) -> Path:
-    """Copy FER2013 (Kaggle layout) from a Kaggle handle, a zip or a folder into `dest`."""
-    path = Path(source).expanduser()
-    if path.exists():
-        origin = path
-    elif _KAGGLE_HANDLE.match(source) and not source.endswith(".zip"):
-        origin = Path(_kaggle_download(source))
-    else:
-        raise EmotionError(f"download.source '{source}' does not exist; {_FIX_SOURCE}")
+def place_source(source: str | None, kaggle_handle: str, folder: Path = SOURCE_DIR) -> Path:
+    """Make `folder` hold exactly one copy of FER2013: the local zip or extracted folder `source`, or,
+    without one, the Kaggle dataset `kaggle_handle`. Returns the copy. Its content, not its original
+    path, is what DVC then tracks, so the same archive anywhere on any machine gives the same lock."""
+    origin = Path(_kaggle_download(kaggle_handle)) if source is None else Path(source).expanduser()
+    if not origin.exists():
+        raise EmotionError(f"{source}: does not exist; {_FIX_SOURCE}")
+    if origin.is_file() and not zipfile.is_zipfile(origin):
+        raise EmotionError(f"{origin}: not a zip archive (corrupt or truncated?); re-download it or {_FIX_SOURCE}")
+    name = "fer2013.zip" if origin.is_file() else "fer2013"
+    with atomic_path(folder, is_dir=True) as tmp:
+        if origin.is_file():
+            shutil.copyfile(origin, tmp / name)
+        else:
+            _copy_layout(_find_root(origin, str(origin)), tmp / name)
+    return folder / name
+
+
+def source_archive(folder: Path = SOURCE_DIR) -> Path:
+    """The one zip or extracted folder in `folder` (what `place_source` put there)."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+    if len(entries) != 1:
+        found = ", ".join(p.name for p in entries) or "nothing"
+        raise EmotionError(f"{folder}: expected one fer2013.zip or extracted folder, found {found}; {_FIX_SOURCE}")
+    return entries[0]
+
+
+def fetch_raw(source: str | Path, dest: Path) -> Path:
+    """Copy FER2013 (Kaggle layout) from a zip or a folder into `dest`."""
+    origin = Path(source).expanduser()
+    if not origin.exists():
+        raise EmotionError(f"{source}: does not exist; {_FIX_SOURCE}")
     with atomic_path(dest, is_dir=True) as tmp:
         if origin.is_file():
             _extract_zip(origin, tmp)

@@ -28,13 +28,16 @@ def sha256_file(path: Path) -> str:
 
 
 def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_images: np.ndarray,
-                 metadata: dict, calibration_images: np.ndarray | None = None) -> dict:
+                 metadata: dict, calibration_images: np.ndarray | None = None, val: dict | None = None,
+                 int8_max_accuracy_drop: float = 0.005) -> dict:
     """Write model.keras + each format + labels.json + metadata.json into out_dir (atomically);
-    return per-format parity: the max |probability difference| from Keras on the same images.
-    onnx_int8 is calibrated on `calibration_images` (validation data: never the test split)."""
+    return per-format parity: the max |probability difference| from Keras on the same images, and,
+    given `val` (images, labels), each format's single-view val accuracy. onnx_int8 is calibrated on
+    `calibration_images` (validation data: never the test split) and must not lose more than
+    `int8_max_accuracy_drop` of Keras's val accuracy."""
     reference = KerasClassifier(model_path)
     expected = reference.predict_proba(parity_images)
-    report = {}
+    report = {"keras": {"val_accuracy": _accuracy(reference, val)}} if val else {}
     with atomic_path(out_dir, is_dir=True) as tmp:
         shutil.copy2(model_path, tmp / "model.keras")
         for fmt in sorted(formats, key=list(FILES).index):  # onnx_int8 is made from the onnx file
@@ -52,10 +55,28 @@ def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_ima
                 raise EmotionError(f"{out_dir}: the {fmt} export disagrees with {model_path.name} by up to "
                                    f"{report[fmt]['max_abs_diff']:.3g} in probability (limit {PARITY_LIMIT[fmt]:g}), "
                                    f"so nothing was written; drop {fmt} from export.formats and report the model")
+            if val:
+                report[fmt]["val_accuracy"] = _accuracy(load_classifier(target), val)
+                if fmt == "onnx_int8":  # float formats only round, and parity above already bounds them
+                    _check_accuracy(fmt, report, int8_max_accuracy_drop, out_dir)
         write_json(tmp / "labels.json", list(CLASSES))
         write_json(tmp / "metadata.json", {**metadata, "formats": {f: FILES[f] for f in formats},
                                            "parity": report, **input_spec()})
     return report
+
+
+def _accuracy(classifier, data: dict) -> float:
+    return float((classifier.predict_proba(data["images"]).argmax(1) == data["labels"]).mean())
+
+
+def _check_accuracy(fmt: str, report: dict, max_drop: float, out_dir: Path) -> None:
+    drop = report["keras"]["val_accuracy"] - report[fmt]["val_accuracy"]
+    print(f"export: {fmt:12s} val accuracy {report[fmt]['val_accuracy']:.4f} "
+          f"(Keras {report['keras']['val_accuracy']:.4f})", flush=True)
+    if drop > max_drop:
+        raise EmotionError(f"{out_dir}: the {fmt} export loses {drop * 100:.2f} points of val accuracy against Keras "
+                           f"(limit {max_drop * 100:g}, export.int8_max_accuracy_drop), so nothing was written; "
+                           f"drop {fmt} from export.formats or raise export.calibration_images")
 
 
 def quantize_onnx(model, fp32_path: Path, dest: Path, calibration_images: np.ndarray | None) -> None:

@@ -57,8 +57,21 @@ def save_npz(dest, **arrays: np.ndarray) -> None:
     with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
         for name in sorted(arrays):
             buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            np.lib.format.write_array(buffer, np.asarray(arrays[name], order="C"), allow_pickle=False)  # keeps 0-d
             archive.writestr(zipfile.ZipInfo(f"{name}.npy", _FIXED_ZIP_TIME), buffer.getvalue())
+
+
+def fix_zip_times(path, edit=lambda name, data: data) -> None:
+    """Rewrite a zip in place with fixed timestamps (and each member passed through `edit`), so equal
+    contents give equal bytes; members keep their order and compression."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info.filename, info.compress_type, edit(info.filename, archive.read(info)))
+                   for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, compression, data in members:
+            info = zipfile.ZipInfo(name, _FIXED_ZIP_TIME)
+            info.compress_type = compression
+            archive.writestr(info, data)
 
 
 def load_npz(path) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -14,7 +15,7 @@ import numpy as np
 from emotion.augment import batch_mixer, build_augmenter
 from emotion.config import TrainParams
 from emotion.data import CLASSES
-from emotion.fileio import atomic_path
+from emotion.fileio import atomic_path, fix_zip_times, load_npz, save_npz
 from emotion.models import build_model, set_backbone_trainable
 
 
@@ -135,44 +136,115 @@ class BatchFeed(keras.utils.PyDataset):
 class LiveLogger(keras.callbacks.Callback):
     """Per-epoch metrics to DVCLive. dvclive.keras imports tf.keras, so it would break JAX."""
 
-    def __init__(self, live):
+    def __init__(self, live, elapsed_s: float = 0.0):
         super().__init__()
         self.live = live
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() - elapsed_s  # a resumed run continues the clock
+
+    @property
+    def elapsed_s(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.live.step = epoch  # a resumed run continues at the epoch it resumes from
         for key, value in (logs or {}).items():
             name = key.replace("val_", "val/", 1) if key.startswith("val_") else f"train/{key}"
             self.live.log_metric("lr" if key == "learning_rate" else name, float(value))
-        self.live.log_metric("time/elapsed_s", round(time.perf_counter() - self.started, 1), plot=False)
+        self.live.log_metric("time/elapsed_s", self.elapsed_s, plot=False)
         self.live.next_step()
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Best-checkpoint on validation accuracy: keeps the best weights in memory, restores them at the
-    end and saves the classifier (without augmentation, in float32) to `path` on every improvement."""
+    """Best weights on validation accuracy, kept in memory and restored at the end, and early stopping:
+    a phase ends after `patience` epochs without a new best (counted from the phase's start at the
+    earliest, so early stopping ends a phase, not the fine-tuning)."""
 
-    def __init__(self, classifier: keras.Model, save, monitor: str = "val_accuracy"):
+    def __init__(self, classifier: keras.Model, patience: int, monitor: str = "val_accuracy"):
         super().__init__()
-        self.classifier, self.save, self.monitor = classifier, save, monitor
-        self.best, self.best_epoch, self.weights = -math.inf, -1, None
+        self.classifier, self.patience, self.monitor = classifier, patience, monitor
+        self.best, self.best_epoch, self.weights, self.phase_start = -math.inf, -1, None, 0
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best, self.best_epoch = float(value), epoch
             self.weights = self.classifier.get_weights()
-            self.save(self.weights)
+        if epoch - max(self.best_epoch, self.phase_start) >= self.patience:
+            self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         if self.weights is not None:
             self.classifier.set_weights(self.weights)
 
 
-def train(params: TrainParams, train_set: dict, val_set: dict, model_path: Path, live) -> dict:
-    """Train the model named in params on uint8 arrays; save the best-on-validation model to model_path.
-    With train.frozen_epochs, a pretrained backbone first stays frozen, then its top layers train at a
-    lower learning rate (two-phase fine-tuning)."""
+def saved_state(folder: Path, fingerprint: str) -> dict | None:
+    """The metadata of an unfinished run's state in `folder` if it has this fingerprint, else None."""
+    try:
+        meta = json.loads((Path(folder) / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("fingerprint") != fingerprint or meta.get("complete") or not (Path(folder) / "state.npz").exists():
+        return None
+    return meta
+
+
+class TrainingState(keras.callbacks.Callback):
+    """What a killed run needs to continue exactly where it stopped, written atomically to `folder` at
+    every epoch end: the trainer's variables, the optimizer's (moments, step count), the random
+    layers' seed states, the best weights so far, the epoch, and a fingerprint of the stage's inputs.
+    State with another fingerprint (a changed param, data or code) is stale and ignored."""
+
+    def __init__(self, folder: Path, fingerprint: str, trainer: keras.Model, best: KeepBest, logger: LiveLogger):
+        super().__init__()
+        self.folder, self.fingerprint, self.trainer, self.best, self.logger = folder, fingerprint, trainer, best, logger
+        self.phase = self.epochs_run = 0
+
+    def restore(self, meta: dict) -> None:
+        """Put the saved variables back (call once the optimizer is built)."""
+        arrays = load_npz(self.folder / "state.npz")
+        for name, variables in self._groups().items():
+            for i, variable in enumerate(variables):
+                variable.assign(arrays[f"{name}{i:04d}"])
+        n_best = sum(key.startswith("best") for key in arrays)
+        self.best.weights = [arrays[f"best{i:04d}"] for i in range(n_best)] or None
+        self.best.best, self.best.best_epoch, self.epochs_run = meta["best"], meta["best_epoch"], meta["epochs_run"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_run += 1
+        arrays = {f"{name}{i:04d}": keras.ops.convert_to_numpy(v.value)
+                  for name, variables in self._groups().items() for i, v in enumerate(variables)}
+        arrays.update({f"best{i:04d}": w for i, w in enumerate(self.best.weights or [])})
+        meta = {"fingerprint": self.fingerprint, "epoch": epoch + 1, "phase": self.phase, "best": self.best.best,
+                "best_epoch": self.best.best_epoch, "elapsed_s": self.logger.elapsed_s, "epochs_run": self.epochs_run,
+                "stopped": bool(self.trainer.stop_training), "complete": False}
+        write_state(self.folder, meta, arrays)
+
+    def _groups(self) -> dict:
+        seeds = [g.state for layer in self.trainer._flatten_layers(include_self=False)
+                 for g in getattr(layer, "_seed_generators", [])]  # not part of save_weights
+        return {"model": self.trainer.weights, "optimizer": self.trainer.optimizer.variables, "seed": seeds}
+
+
+
+def write_state(folder: Path, meta: dict, arrays: dict | None = None) -> None:
+    with atomic_path(folder, is_dir=True) as tmp:
+        if arrays is not None:
+            save_npz(tmp / "state.npz", **arrays)
+        (tmp / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def mark_finished(folder: Path, fingerprint: str, epochs_run: int) -> None:
+    """Training ended and its model is saved: drop the arrays, keep a marker so a later run starts fresh."""
+    write_state(folder, {"fingerprint": fingerprint, "epochs_run": epochs_run, "complete": True})
+
+
+def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: Path,
+          fingerprint: str = "") -> tuple[keras.Model, dict]:
+    """Train the model named in params on uint8 arrays; return the best-on-validation classifier (float32,
+    without augmentation) and a summary. Training state is saved to `state_dir` every epoch, and a run
+    with the same `fingerprint` (the stage's inputs) continues from it, giving the same weights as an
+    uninterrupted run. With train.frozen_epochs, a pretrained backbone first stays frozen, then its top
+    layers train at a lower learning rate (two-phase fine-tuning)."""
     seed_everything(params.seed)
     precision = resolve_precision(params.precision)
     keras.mixed_precision.set_dtype_policy(precision)
@@ -184,34 +256,83 @@ def train(params: TrainParams, train_set: dict, val_set: dict, model_path: Path,
     print(f"train: {params.model}, {classifier.count_params():,} parameters, {precision}, "
           f"backend {keras.backend.backend()}, {len(train_set['labels'])} images, {steps} steps/epoch", flush=True)
 
-    def save(weights):
-        keras.mixed_precision.set_dtype_policy("float32")
-        plain = build_model(dataclasses.replace(params, weights="none"), image_size)  # no second download
-        keras.mixed_precision.set_dtype_policy(precision)
-        plain.set_weights(weights)
-        with atomic_path(model_path) as tmp:
-            plain.save(tmp)
-
-    best = KeepBest(classifier, save)
-    callbacks = [LiveLogger(live), best,
-                 keras.callbacks.EarlyStopping("val_accuracy", patience=params.patience, mode="max")]
+    saved = saved_state(state_dir, fingerprint)
+    if saved:
+        print(f"train: resuming after epoch {saved['epoch']} from {state_dir}", flush=True)
+    best, logger = KeepBest(classifier, params.patience), LiveLogger(live, (saved or {}).get("elapsed_s", 0.0))
+    state = TrainingState(state_dir, fingerprint, trainer, best, logger)
+    callbacks = [best, state, logger]  # state before the log: a kill in between loses a log line, never doubles one
     if params.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(params.patience // 3, 1)))
-    inputs, epochs_run = fit_inputs(params, train_set, val_set), 0
-    for first, last, lr, trainable_top in phases(params):
+    inputs, resume_phase = fit_inputs(params, train_set, val_set), (saved or {}).get("phase", 0)
+    for phase, (first, last, lr, trainable_top) in enumerate(phases(params)):
         if trainable_top != "all":
             set_backbone_trainable(classifier, trainable_top)
+        if phase < resume_phase:
+            continue  # finished before the run was stopped
+        if trainable_top != "all":
             what = "frozen" if trainable_top is None else f"top {trainable_top or 'all'} layers train"
             print(f"train: epochs {first + 1}-{last}: backbone {what}, lr {lr:g}", flush=True)
         trainer.compile(optimizer=make_optimizer(params, steps, lr, last - first),
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
                         metrics=["accuracy"])
-        history = trainer.fit(**inputs(first), initial_epoch=first, epochs=last, shuffle=True, callbacks=callbacks,
-                              verbose=2)
-        epochs_run += len(history.history["loss"])  # early stopping ends a phase, not the fine-tuning
+        trainer.optimizer.build(trainer.trainable_variables)  # as a resumed run must, so both take one path
+        start, state.phase, best.phase_start = first, phase, first
+        if saved and saved["phase"] == phase:
+            state.restore(saved)
+            start = last if saved["stopped"] else saved["epoch"]  # an early-stopped phase stays stopped
+        # shuffle=False: Keras would reorder the feed's batches with Python's global RNG, which a resumed
+        # process cannot replay; the feed already draws its own order from (seed, epoch)
+        trainer.fit(**inputs(start), initial_epoch=start, epochs=last, callbacks=callbacks, shuffle=False, verbose=2)
     keras.mixed_precision.set_dtype_policy("float32")
-    return {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best,
-            "epochs_run": epochs_run, "precision": precision}
+    plain = build_model(dataclasses.replace(params, weights="none"), image_size)  # float32; no second download
+    plain.set_weights(classifier.get_weights())
+    return plain, {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best, "epochs_run": state.epochs_run,
+                   "precision": precision, **environment()}
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """model.save, atomically and without what differs between equal models: Keras's save date, zip
+    times, and `shared_object_id`s (Python object ids, renumbered here in order of appearance), so equal
+    weights give equal bytes and dvc.lock the same hash on every machine that trains them."""
+    def stable(name: str, data: bytes) -> bytes:
+        if name == "metadata.json":
+            return json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+        if name == "config.json":
+            return json.dumps(_renumber_shared_ids(json.loads(data), {})).encode()
+        return data
+
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        fix_zip_times(tmp, stable)
+
+
+def _renumber_shared_ids(node, ids: dict):
+    if isinstance(node, dict):
+        return {key: ids.setdefault(value, len(ids)) if key == "shared_object_id" else _renumber_shared_ids(value, ids)
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_renumber_shared_ids(item, ids) for item in node]
+    return node
+
+
+def environment() -> dict:
+    """The hidden inputs of a run, recorded with its metrics so `dvc exp show` tells them apart."""
+    versions = {"keras": keras.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    backend = keras.backend.backend()
+    if backend in ("tensorflow", "jax", "torch"):
+        versions[backend] = __import__(backend).__version__
+    devices = keras.distribution.list_devices()
+    return {"backend": backend, "device": devices[0].split(":")[0] if devices else "cpu", "cpu": cpu_name(),
+            "versions": versions}
+
+
+def cpu_name() -> str:
+    if os.path.exists("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text(errors="ignore").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def phases(params: TrainParams) -> list[tuple[int, int, float, object]]:
@@ -224,13 +345,11 @@ def phases(params: TrainParams) -> list[tuple[int, int, float, object]]:
 
 def fit_inputs(params: TrainParams, train_set: dict, val_set: dict):
     """What every phase's `fit` shares, prepared once: validation arrays, class weights, and the training
-    set as arrays, or (for balanced sampling or MixUp/CutMix) a BatchFeed starting at a given epoch."""
-    one_hot = lambda labels: keras.utils.to_categorical(labels, len(CLASSES))  # noqa: E731
-    shared = {"validation_data": (as_model_input(val_set["images"]), one_hot(val_set["labels"])),
+    set as a BatchFeed starting at a given epoch. Its order depends only on (seed, epoch), not on how many
+    epochs this process has run, so a resumed run sees the same batches as an uninterrupted one."""
+    one_hot = keras.utils.to_categorical(val_set["labels"], len(CLASSES))
+    shared = {"validation_data": (as_model_input(val_set["images"]), one_hot),
               "class_weight": class_weights(train_set["labels"], params.class_weight)}
     mixer = batch_mixer(params.augment, params.seed)
-    if params.sampling == "shuffle" and mixer is None:
-        x, y = as_model_input(train_set["images"]), one_hot(train_set["labels"])
-        return lambda first: {**shared, "x": x, "y": y, "batch_size": params.batch_size}
     return lambda first: {**shared, "x": BatchFeed(train_set["images"], train_set["labels"], params.batch_size,
                                                    params.sampling == "balanced", mixer, params.seed, epoch=first)}
