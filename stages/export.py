@@ -1,12 +1,14 @@
-"""Stage 7: models/model.keras → models/export/ (SavedModel, ONNX, int8 ONNX, TFLite, labels, metadata)
-with a parity check of every format against Keras → metrics/export.json."""
+"""Stage 7: models/model.keras, with the evaluate stage's temperature folded in → models/export/
+(SavedModel, ONNX, int8 ONNX, TFLite, labels, metadata), checking every format against Keras
+(probabilities and val accuracy) → metrics/export.json, and models/export/MODEL_CARD.md."""
 import json
 from pathlib import Path
 
-from emotion.config import load_params
+from emotion.config import load_params, to_dict
 from emotion.errors import one_line_errors
 from emotion.export import export_model, sha256_file
-from emotion.fileio import load_npz, write_json
+from emotion.fileio import load_npz, write_json, write_text
+from emotion.modelcard import model_card
 from emotion.pipeline import StageInputs
 
 
@@ -15,17 +17,21 @@ def main():
     inputs = StageInputs("export")
     params = load_params()
     test, val = load_npz("data/prepared/test.npz"), load_npz("data/prepared/val.npz")
+    scores = json.loads(Path("metrics/eval.json").read_text())
     metadata = {
         "model": params.train.model,
-        "metrics": {split: {k: v for k, v in scores.items() if k in ("accuracy", "macro_f1")}
-                    for split, scores in json.loads(Path("metrics/eval.json").read_text()).items()
-                    if isinstance(scores, dict)},
+        "metrics": {split: {k: v for k, v in scores[split].items() if k in ("accuracy", "macro_f1")}
+                    for split in ("test", "val")},
+        "metrics_tta": scores["tta"],
+        "single_view": scores["single_view"],
         "data_sha256": {split: sha256_file(Path(f"data/prepared/{split}.npz")) for split in ("train", "val", "test")},
     }
     parity = export_model(Path("models/model.keras"), Path("models/export"), params.export.formats,
                           test["images"][: params.export.parity_images], metadata,
                           calibration_images=val["images"][: params.export.calibration_images], val=val,
-                          int8_max_accuracy_drop=params.export.int8_max_accuracy_drop)
+                          int8_max_accuracy_drop=params.export.int8_max_accuracy_drop,
+                          temperature=scores["calibration"]["temperature"])
+    write_text("models/export/MODEL_CARD.md", model_card(metadata, scores, parity, to_dict(params)))
     inputs.verify()
     write_json("metrics/export.json", parity)
 

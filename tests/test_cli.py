@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -60,6 +61,26 @@ def test_evaluate_an_ensemble_on_a_prepared_split(model_path, tmp_path, tiny_tra
     assert "12 images" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["models"] == [str(model_path), str(other)] and result["tta"] == "tencrop"
+
+
+def test_evaluate_defaults_to_the_pipelines_tta(model_path, tmp_path, monkeypatch, capsys):
+    """The same model and split give the number metrics/eval.json reports: without --tta, `emotion
+    evaluate` takes params.yaml's evaluate.tta (ten-crop in the committed params)."""
+    import numpy as np
+
+    from emotion.config import set_param
+    from emotion.fileio import save_npz
+
+    save_npz(tmp_path / "val.npz", images=np.random.default_rng(0).integers(0, 256, (7, 48, 48), dtype=np.uint8),
+             labels=np.arange(7))
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    set_param(tmp_path / "params.yaml", "evaluate.tta", "flip")
+    monkeypatch.chdir(tmp_path)
+    main(["evaluate", str(model_path), "val.npz", "--json", "a.json"])
+    assert json.loads((tmp_path / "a.json").read_text())["tta"] == "flip"
+    (tmp_path / "params.yaml").unlink()
+    main(["evaluate", str(model_path), "val.npz", "--json", "b.json"])
+    assert json.loads((tmp_path / "b.json").read_text())["tta"] == "none"
 
 
 def test_evaluate_a_model_from_another_revision(pipeline_repo, capsys, monkeypatch):

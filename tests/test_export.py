@@ -122,3 +122,15 @@ def test_zoo_models_export_with_parity(tiny_train, tmp_path, name, resize):
     report = export_model(path, tmp_path / "export", ["saved_model", "onnx"], images, {"model": name})
     for fmt in ("saved_model", "onnx"):
         assert report[fmt]["max_abs_diff"] < 1e-4 and report[fmt]["argmax_agreement"] == 1.0, fmt
+
+
+def test_temperature_is_folded_into_every_export(keras_model, tmp_path):
+    from emotion.calibration import apply_temperature
+
+    images = np.random.default_rng(2).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    out = tmp_path / "export"
+    export_model(keras_model, out, ["onnx", "tflite"], images, {"model": "cnn_small"}, temperature=2.5)
+    expected = apply_temperature(KerasClassifier(keras_model).predict_proba(images), 2.5)
+    for name in ("model.keras", "model.onnx", "model.tflite"):
+        np.testing.assert_allclose(load_classifier(out / name).predict_proba(images), expected, atol=1e-5)
+    assert json.loads((out / "metadata.json").read_text())["temperature"] == 2.5

@@ -38,7 +38,7 @@ def test_every_artifact_is_produced(repo):
                  "models/export/saved_model/saved_model.pb", "models/export/labels.json",
                  "models/export/metadata.json", "dvclive/metrics.json"]:
         assert (repo / path).exists(), path
-    for png in ["class_distribution", "samples", "confusion", "misclassified"]:
+    for png in ["class_distribution", "samples", "confusion", "misclassified", "reliability", "robustness"]:
         assert (repo / "plots" / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
 
 
@@ -61,6 +61,18 @@ def test_metrics_have_every_key(repo):
         assert sorted(scores[split]["per_class"]) == list(CLASSES)
         for cls in scores[split]["per_class"].values():
             assert set(cls) == {"precision", "recall", "f1", "support"}
+    calibration = scores["calibration"]
+    assert 0.05 <= calibration["temperature"] <= 20 and {"val", "test"} <= set(calibration)
+    assert {"ece", "ece_scaled", "nll", "nll_scaled"} <= set(calibration["test"])
+    assert calibration["val"]["nll_scaled"] <= calibration["val"]["nll"] + 1e-9  # fitted on val: never worse there
+    assert set(scores["single_view"]) == {"val", "test"}
+    meta = json.loads((repo / "models/export/metadata.json").read_text())
+    assert meta["temperature"] == calibration["temperature"]
+    robustness = json.loads((repo / "metrics/robustness.json").read_text())
+    assert {"occlude_eyes", "jpeg_10", "downscale_24"} <= set(robustness["accuracy"])
+    assert robustness["clean"] == pytest.approx(scores["single_view"]["test"]["accuracy"])
+    card = (repo / "models/export/MODEL_CARD.md").read_text()
+    assert f"**{calibration['temperature']:.3f}**" in card and "Out of scope" in card
     live = json.loads((repo / "dvclive/metrics.json").read_text())
     assert {"best_epoch", "best_val_accuracy", "train", "val"} <= set(live)
     parity = json.loads((repo / "metrics/export.json").read_text())

@@ -17,6 +17,7 @@ def _evaluate(args) -> None:
     from emotion.inference import load_classifier
 
     data = _labelled_data(args.data)
+    args.tta, args.tta_crop = _pipeline_tta(args.tta, args.tta_crop)
     classifiers = [load_classifier(_local_model(spec)) for spec in args.models]
     proba = ensemble_proba(classifiers, data["images"], args.batch_size, args.tta, args.tta_crop)
     runtimes = ", ".join(sorted({c.runtime for c in classifiers}))
@@ -27,6 +28,16 @@ def _evaluate(args) -> None:
           f"  ({what}{runtimes}, tta {args.tta})")
     if args.json:
         write_json(args.json, result)
+
+
+def _pipeline_tta(tta: str | None, crop: float | None) -> tuple[str, float]:
+    """Unset options take the evaluate stage's (params.yaml in this folder), so `emotion evaluate` and
+    metrics/eval.json give one number for one model and split; without a params.yaml: none, 0.95."""
+    from emotion.config import load_params
+
+    stage = load_params().evaluate if Path("params.yaml").is_file() else None
+    return (tta or (stage.tta if stage else "none"),
+            crop if crop is not None else (stage.tta_crop if stage else 0.95))
 
 
 def _labelled_data(path: Path) -> dict:
@@ -194,11 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder with <class>/<image> (FER2013 layout, PNG or JPEG), or data/prepared/{val,test}.npz")
     ev.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
     ev.add_argument("--batch-size", type=int, default=256)
-    ev.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none",
+    ev.add_argument("--tta", choices=["none", "flip", "tencrop"], default=None,
                     help="test-time views averaged per image: flip = with its mirror; tencrop = 4 corners + centre, "
-                         "and mirrors")
-    ev.add_argument("--tta-crop", type=float, default=0.95,
-                    help="tencrop: side of each view, fraction of the image (default: %(default)s, chosen on val)")
+                         "and mirrors (default: params.yaml's evaluate.tta, as the pipeline scores; none without it)")
+    ev.add_argument("--tta-crop", type=float, default=None,
+                    help="tencrop: side of each view, fraction of the image (default: params.yaml's "
+                         "evaluate.tta_crop, chosen on val; 0.95 without it)")
     ev.set_defaults(func=_evaluate)
 
     fe = sub.add_parser("fetch", help="put FER2013 into data/source/ (tracked by content in data/source.dvc), "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +28,18 @@ def sha256_file(path: Path) -> str:
 
 def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_images: np.ndarray,
                  metadata: dict, calibration_images: np.ndarray | None = None, val: dict | None = None,
-                 int8_max_accuracy_drop: float = 0.005) -> dict:
+                 int8_max_accuracy_drop: float = 0.005, temperature: float = 1.0) -> dict:
     """Write model.keras + each format + labels.json + metadata.json into out_dir (atomically);
     return per-format parity: the max |probability difference| from Keras on the same images, and,
     given `val` (images, labels), each format's single-view val accuracy. onnx_int8 is calibrated on
     `calibration_images` (validation data: never the test split) and must not lose more than
-    `int8_max_accuracy_drop` of Keras's val accuracy."""
-    reference = KerasClassifier(model_path)
-    expected = reference.predict_proba(parity_images)
-    report = {"keras": {"val_accuracy": _accuracy(reference, val)}} if val else {}
+    `int8_max_accuracy_drop` of Keras's val accuracy. A `temperature` (fitted on val by the evaluate
+    stage) is folded into the final layer first, so every format returns calibrated probabilities."""
     with atomic_path(out_dir, is_dir=True) as tmp:
-        shutil.copy2(model_path, tmp / "model.keras")
+        with_temperature(KerasClassifier(model_path).model, temperature).save(tmp / "model.keras")
+        reference = KerasClassifier(tmp / "model.keras")
+        expected = reference.predict_proba(parity_images)
+        report = {"keras": {"val_accuracy": _accuracy(reference, val)}} if val else {}
         for fmt in sorted(formats, key=list(FILES).index):  # onnx_int8 is made from the onnx file
             target = tmp / FILES[fmt]
             if fmt == "onnx_int8":
@@ -61,8 +61,20 @@ def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_ima
                     _check_accuracy(fmt, report, int8_max_accuracy_drop, out_dir)
         write_json(tmp / "labels.json", list(CLASSES))
         write_json(tmp / "metadata.json", {**metadata, "formats": {f: FILES[f] for f in formats},
-                                           "parity": report, **input_spec()})
+                                           "temperature": temperature, "parity": report, **input_spec()})
     return report
+
+
+def with_temperature(model, temperature: float):
+    """A copy of `model` whose final softmax layer ("probabilities") sees its logits divided by T:
+    the same predicted classes, probabilities softened (T > 1) or sharpened (T < 1)."""
+    import keras
+
+    calibrated = keras.models.clone_model(model)
+    calibrated.set_weights(model.get_weights())
+    layer = calibrated.get_layer("probabilities")
+    layer.set_weights([weights / temperature for weights in layer.get_weights()])
+    return calibrated
 
 
 def _accuracy(classifier, data: dict) -> float:
