@@ -43,7 +43,7 @@ def test_fresh_clone_pulls_the_model_another_clone_pushed(pipeline_repo, tmp_pat
     (fresh / "faces/happy").mkdir(parents=True)
     shutil.copy(next((pipeline_repo / "data/raw/test/happy").iterdir()), fresh / "faces/happy/a.jpg")
     scored = run(["python", "-m", "emotion", "evaluate", "models/export", "faces"], fresh).stdout
-    assert "1 images" in scored and "(onnxruntime, tta none)" in scored
+    assert "1 images" in scored and "(onnxruntime, tta tencrop)" in scored  # the pipeline's TTA, from params.yaml
 
     got = tmp_path / "got.onnx"
     run(["dvc", "get", str(pipeline_repo), "models/export/model.onnx", "-o", str(got)], tmp_path)
