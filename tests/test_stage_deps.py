@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from emotion.pipeline import declared_inputs
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "emotion"
 
@@ -45,9 +47,9 @@ def import_closure(script: Path) -> set[str]:
 def test_every_stage_depends_on_exactly_the_modules_its_script_imports():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     wrong = {}
-    for name, stage in stages.items():
+    for name in stages:
         script = REPO / "stages" / f"{name}.py"
-        declared = {d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])}
+        declared = set(declared_inputs(name, REPO / "dvc.yaml")[1])
         code = {d for d in declared if d.startswith("src/")}
         assert f"stages/{name}.py" in declared, f"stage {name}: its script is not a dep"
         expected = import_closure(script)
