@@ -43,16 +43,17 @@ def test_flip_tta_averages_image_and_mirror():
     assert plain[0, 0] == 1 and tta[0, 0] == pytest.approx(0.5) and tta[0, 1] == pytest.approx(0.5)
 
 
-def test_ten_crop_views_are_corners_centre_and_mirrors():
-    images = np.arange(2 * 48 * 48, dtype=np.int64).reshape(2, 48, 48) % 251
-    images = images.astype(np.uint8)
-    views = tta_views(images, "tencrop", crop=0.5)
+def test_ten_crop_views_put_each_corner_window_at_the_centre():
+    images = (np.arange(2 * 48 * 48, dtype=np.int64).reshape(2, 48, 48) % 251).astype(np.uint8)
+    views = tta_views(images, "tencrop", crop=40 / 48)
     assert len(views) == 10 and all(v.shape == images.shape and v.dtype == np.uint8 for v in views)
-    from PIL import Image
-    top_left = np.asarray(Image.fromarray(images[1, :24, :24]).resize((48, 48), Image.BILINEAR))
-    bottom_right = np.asarray(Image.fromarray(images[1, 24:, 24:]).resize((48, 48), Image.BILINEAR))
-    np.testing.assert_array_equal(views[0][1], top_left)
-    np.testing.assert_array_equal(views[3][1], bottom_right)
+    centre = lambda view: view[:, 4:44, 4:44]  # what a model with train.input_crop 40 classifies
+    np.testing.assert_array_equal(centre(views[0]), images[:, :40, :40])
+    np.testing.assert_array_equal(centre(views[1]), images[:, :40, 8:])
+    np.testing.assert_array_equal(centre(views[2]), images[:, 8:, :40])
+    np.testing.assert_array_equal(centre(views[3]), images[:, 8:, 8:])
+    np.testing.assert_array_equal(views[4], images)
+    np.testing.assert_array_equal(views[0][:, 0, :4], np.repeat(images[:, :1, :1], 4, axis=2)[:, 0])  # edges repeat
     np.testing.assert_array_equal(views[5], views[0][:, :, ::-1])
     assert len(tta_views(images, "none")) == 1 and len(tta_views(images, "flip")) == 2
 

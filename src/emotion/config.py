@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ class TrainParams:
     dense_units: int  # vgg dense head: units of its hidden layer
     weights: Literal["none", "imagenet"]  # keras.applications backbones only
     resize: int  # images are resized to this side inside the model (upsampling for pretrained backbones)
+    input_crop: int  # the network sees input_crop × input_crop: a random window in training, the centre at
+    #                  inference (ten-crop TTA: the corners too); = preprocess.image_size turns it off
     frozen_epochs: int  # first phase: epochs with the pretrained backbone frozen (0 = one phase)
     unfreeze_top: int  # second phase: train the top N backbone layers (0 = all; batch norm stays frozen)
     finetune_lr_factor: float  # second phase's lr = lr × this
@@ -83,6 +86,7 @@ class TrainParams:
     sampling: Literal["shuffle", "balanced"]  # balanced: every class equally likely in each batch
     patience: int  # early stopping on validation accuracy
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
+    devices: Literal["auto"] | int  # data-parallel over this many devices (JAX backend); auto = every accelerator
     seed: int
     augment: AugmentParams
 
@@ -142,6 +146,12 @@ def check_combinations(params: Params, source: str) -> Params:
                            f"'train.epochs' ({train.epochs})")
     if train.resize < 32:
         raise EmotionError(f"{source}: 'train.resize' is {train.resize}; use 32 or more (48 = no resizing)")
+    size = params.preprocess.image_size
+    if not 16 <= train.input_crop <= size:
+        raise EmotionError(f"{source}: 'train.input_crop' is {train.input_crop}; use 16..{size} "
+                           f"('preprocess.image_size'; {size} = no cropping)")
+    if train.devices != "auto" and train.devices < 1:
+        raise EmotionError(f"{source}: 'train.devices' is {train.devices}; use auto or 1 or more")
     if train.dense_units < 1:
         raise EmotionError(f"{source}: 'train.dense_units' is {train.dense_units}; use 1 or more (256 is the default)")
     if train.class_weight != "none" and train.sampling == "balanced":
@@ -181,6 +191,16 @@ def parse(cls, data, source: str, prefix: str):
 
 def _check(hint, value, source: str, key: str):
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # e.g. Literal["auto"] | int: the first option that fits
+        for option in typing.get_args(hint):
+            try:
+                return _check(option, value, source, key)
+            except EmotionError:
+                pass
+        kinds = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+        options = [", ".join(map(str, typing.get_args(o))) if typing.get_origin(o) is Literal else kinds[o]
+                   for o in typing.get_args(hint)]
+        raise EmotionError(f"{source}: '{key}' is {value!r}; use {' or '.join(options)}")
     if dataclasses.is_dataclass(hint):
         return parse(hint, value, source, key + ".")
     if origin is Literal:

@@ -15,6 +15,7 @@ import numpy as np
 from emotion.augment import batch_mixer, build_augmenter
 from emotion.config import TrainParams
 from emotion.data import CLASSES
+from emotion.errors import EmotionError
 from emotion.fileio import atomic_path, fix_zip_times, load_npz, save_npz
 from emotion.models import build_model, set_backbone_trainable
 
@@ -41,6 +42,29 @@ def resolve_precision(choice: str) -> str:
     return "float32"
 
 
+def use_devices(choice, backend: str | None = None) -> int:
+    """Data parallelism with Keras's distribution API: `auto` = every local accelerator (one CPU counts
+    as one device), N = the first N devices. Above one, each batch is split across the devices and the
+    gradients are averaged by the engine (keras.distribution.DataParallel, JAX backend only).
+    Returns the number of devices used."""
+    backend = backend or keras.backend.backend()
+    devices = keras.distribution.list_devices()
+    accelerators = [d for d in devices if not d.lower().startswith("cpu")]
+    count = (len(accelerators) or 1) if choice == "auto" else int(choice)
+    if count > len(devices):
+        raise EmotionError(f"params.yaml: 'train.devices' is {count} but this machine has {len(devices)} "
+                           f"({', '.join(devices)}); set it to auto or at most {len(devices)}")
+    if count > 1:
+        if backend != "jax":
+            raise EmotionError(f"params.yaml: 'train.devices' is {count}, which needs the JAX backend "
+                               f"(KERAS_BACKEND=jax; this run uses {backend}); or set it to 1")
+        chosen = accelerators[:count] if len(accelerators) >= count else devices[:count]
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+    else:
+        keras.distribution.set_distribution(None)  # one device: no sharding (clears an earlier run's setting)
+    return count
+
+
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
     """'balanced' = n / (k · n_c); 'sqrt' = its square root (milder); weights average 1 over samples."""
     if mode == "none":
@@ -63,7 +87,7 @@ def learning_rate(params: TrainParams, steps_per_epoch: int, lr: float | None = 
     warmup = params.warmup_epochs * steps_per_epoch
     total = max(epochs * steps_per_epoch - warmup, 1)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=lr / 10 if warmup else lr, decay_steps=total, alpha=0.01,
+        initial_learning_rate=lr / 10 if warmup else lr, decay_steps=total, alpha=0.0,  # to zero at the end
         warmup_target=lr if warmup else None, warmup_steps=warmup)
 
 
@@ -104,9 +128,10 @@ class BatchFeed(keras.utils.PyDataset):
     draws n images with probability ∝ 1 / class size) and/or MixUp/CutMix. Seeded per epoch and batch,
     so a run is repeatable; runs in the main thread (workers=1)."""
 
-    def __init__(self, images, labels, batch_size: int, balanced: bool, mixer, seed: int, epoch: int = 0):
+    def __init__(self, images, labels, batch_size: int, balanced: bool, mixer, seed: int, epoch: int = 0,
+                 whole_batches: bool = False):
         super().__init__()
-        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.images, self.labels, self.batch_size, self.whole_batches = images, labels, batch_size, whole_batches
         self.balanced, self.mixer, self.seed, self.epoch = balanced, mixer, seed, epoch
         self.one_hot = keras.utils.to_categorical(labels, len(CLASSES))
         self.order = self._order()
@@ -119,7 +144,8 @@ class BatchFeed(keras.utils.PyDataset):
         return rng.choice(len(self.labels), len(self.labels), p=weight / weight.sum())
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        # whole_batches: a batch split across devices must divide evenly, so the last partial one is dropped
+        return (math.floor if self.whole_batches else math.ceil)(len(self.labels) / self.batch_size)
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
@@ -246,15 +272,20 @@ def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: 
     uninterrupted run. With train.frozen_epochs, a pretrained backbone first stays frozen, then its top
     layers train at a lower learning rate (two-phase fine-tuning)."""
     seed_everything(params.seed)
+    devices = use_devices(params.devices)
     precision = resolve_precision(params.precision)
     keras.mixed_precision.set_dtype_policy(precision)
     image_size = train_set["images"].shape[1]
     classifier = build_model(params, image_size)
     trainer = keras.Sequential([keras.Input((image_size, image_size, 1)),
                                 build_augmenter(params.augment, params.seed), classifier])
-    steps = math.ceil(len(train_set["labels"]) / params.batch_size)
+    if params.batch_size % devices:
+        raise EmotionError(f"params.yaml: 'train.batch_size' ({params.batch_size}) must divide evenly across "
+                           f"'train.devices' ({devices})")
+    steps = (math.floor if devices > 1 else math.ceil)(len(train_set["labels"]) / params.batch_size)
     print(f"train: {params.model}, {classifier.count_params():,} parameters, {precision}, "
-          f"backend {keras.backend.backend()}, {len(train_set['labels'])} images, {steps} steps/epoch", flush=True)
+          f"backend {keras.backend.backend()} on {devices} device(s), {len(train_set['labels'])} images, "
+          f"{steps} steps/epoch", flush=True)
 
     saved = saved_state(state_dir, fingerprint)
     if saved:
@@ -264,7 +295,7 @@ def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: 
     callbacks = [best, state, logger]  # state before the log: a kill in between loses a log line, never doubles one
     if params.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(params.patience // 3, 1)))
-    inputs, resume_phase = fit_inputs(params, train_set, val_set), (saved or {}).get("phase", 0)
+    inputs, resume_phase = fit_inputs(params, train_set, val_set, devices), (saved or {}).get("phase", 0)
     for phase, (first, last, lr, trainable_top) in enumerate(phases(params)):
         if trainable_top != "all":
             set_backbone_trainable(classifier, trainable_top)
@@ -288,7 +319,7 @@ def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: 
     plain = build_model(dataclasses.replace(params, weights="none"), image_size)  # float32; no second download
     plain.set_weights(classifier.get_weights())
     return plain, {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best, "epochs_run": state.epochs_run,
-                   "precision": precision, **environment()}
+                   "precision": precision, "devices": devices, **environment()}
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -343,7 +374,7 @@ def phases(params: TrainParams) -> list[tuple[int, int, float, object]]:
             (params.frozen_epochs, params.epochs, params.lr * params.finetune_lr_factor, params.unfreeze_top)]
 
 
-def fit_inputs(params: TrainParams, train_set: dict, val_set: dict):
+def fit_inputs(params: TrainParams, train_set: dict, val_set: dict, devices: int = 1):
     """What every phase's `fit` shares, prepared once: validation arrays, class weights, and the training
     set as a BatchFeed starting at a given epoch. Its order depends only on (seed, epoch), not on how many
     epochs this process has run, so a resumed run sees the same batches as an uninterrupted one."""
@@ -352,4 +383,5 @@ def fit_inputs(params: TrainParams, train_set: dict, val_set: dict):
               "class_weight": class_weights(train_set["labels"], params.class_weight)}
     mixer = batch_mixer(params.augment, params.seed)
     return lambda first: {**shared, "x": BatchFeed(train_set["images"], train_set["labels"], params.batch_size,
-                                                   params.sampling == "balanced", mixer, params.seed, epoch=first)}
+                                                   params.sampling == "balanced", mixer, params.seed, epoch=first,
+                                                   whole_batches=devices > 1)}

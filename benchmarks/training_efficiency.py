@@ -1,0 +1,110 @@
+"""Where a training step's time goes, for the recipe in params.yaml (or with overrides), in one run.
+
+    python benchmarks/training_efficiency.py [--steps 40] [-S train.input_crop=48 -S train.width=40 ...]
+
+Prints images/s for (1) the full training step (augmentation + model + optimizer, as `dvc repro` runs
+it), (2) the same without augmentation, (3) the forward pass alone; the model's FLOPs per image
+(counted from its conv and dense layers; a training step ≈ 3× the forward pass); the GFLOP/s this
+achieves; and its share of this CPU's measured matmul peak at the same precision (a large square
+matmul, the best case for the same kernels). Random data; the first steps (graph building) are not
+timed. Compare numbers only within one run: the host is shared and noisy."""
+import argparse
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from emotion.augment import build_augmenter
+from emotion.config import load_params
+from emotion.models import build_model
+from emotion.training import cpu_name, make_optimizer, resolve_precision
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Multiply-adds × 2 of the conv and dense layers (the rest is a few percent on these models)."""
+    flops = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            per_output = kh * kw * (1 if isinstance(layer, keras.layers.DepthwiseConv2D) else c_in)
+            flops += 2 * h * w * c_out * per_output
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * layer.input.shape[-1] * layer.units
+    return flops
+
+
+def images_per_second(step, batch: int, steps: int) -> float:
+    for _ in range(3):
+        step()  # graph building and warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def matmul_peak(precision: str, size: int = 2048, repeats: int = 20) -> float:
+    """GFLOP/s of a size × size matmul in the compute dtype the recipe trains with."""
+    dtype = "bfloat16" if "bfloat16" in precision else "float16" if "float16" in precision else "float32"
+    a = keras.ops.cast(keras.random.normal((size, size), seed=1), dtype)
+    keras.ops.convert_to_numpy(keras.ops.matmul(a, a))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = keras.ops.matmul(a, a)
+    keras.ops.convert_to_numpy(out)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def measure(params, steps: int) -> dict:
+    precision = resolve_precision(params.precision)
+    keras.mixed_precision.set_dtype_policy(precision)
+    batch = params.batch_size
+    classifier = build_model(params)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (batch, 48, 48, 1)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 7, batch), 7)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
+    rates = {}
+    for name, layers in (("train step", [build_augmenter(params.augment, 0), classifier]),
+                         ("train step, no augmentation", [classifier])):
+        trainer = keras.Sequential([keras.Input((48, 48, 1)), *layers])
+        trainer.compile(optimizer=make_optimizer(params, 400), loss=loss)
+        rates[name] = images_per_second(lambda: trainer.train_on_batch(x, y), batch, steps)
+    rates["forward only"] = images_per_second(lambda: classifier.predict_on_batch(x), batch, steps)
+    flops = forward_flops(classifier)
+    peak = matmul_peak(precision)
+    keras.mixed_precision.set_dtype_policy("float32")
+    return {"precision": precision, "rates": rates, "flops": flops, "peak": peak,
+            "params": classifier.count_params()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
+    parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a params.yaml key for this run, as dvc exp run -S (e.g. train.input_crop=48)")
+    args = parser.parse_args()
+    import yaml
+
+    overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.overrides)}
+    params = load_params(overrides=overrides).train
+    result = measure(dataclasses.replace(params, weights="none"), args.steps)
+    train_flops = 3 * result["flops"]
+    print(f"{cpu_name()}; backend {keras.backend.backend()}; {result['precision']}; batch {params.batch_size}; "
+          f"{params.model} width {params.width}, input {params.input_crop}×{params.input_crop} of 48, "
+          f"{result['params']:,} parameters, {result['flops'] / 1e9:.3f} GFLOP per image forward"
+          + (f"; overrides {', '.join(args.overrides)}" if args.overrides else ""))
+    print(f"matmul peak at this precision: {result['peak']:.0f} GFLOP/s\n")
+    print("| measurement | images/s | share of the step | GFLOP/s | share of matmul peak |")
+    print("|---|---|---|---|---|")
+    full = result["rates"]["train step"]
+    for name, rate in result["rates"].items():
+        flops = (result["flops"] if name == "forward only" else train_flops) * rate / 1e9
+        print(f"| {name} | {rate:,.0f} | {full / rate:.0%} | {flops:,.0f} | {flops / result['peak']:.0%} |")
+    print(f"\nAn epoch of 25,500 images: {25_500 / full:.0f} s of training steps (validation not included).")
+
+
+if __name__ == "__main__":
+    main()
