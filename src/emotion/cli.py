@@ -30,14 +30,41 @@ def _evaluate(args) -> None:
         write_json(args.json, result)
 
 
+def _ensemble(args) -> None:
+    """Weights for members chosen on validation data, written as an ensemble file the apps can load."""
+    from emotion.ensemble import EnsembleClassifier, choose_weights, write_ensemble
+    from emotion.evaluation import predict_proba
+    from emotion.inference import load_classifier
+
+    data = _labelled_data(args.val)
+    if "test" in Path(args.val).name.lower():
+        raise EmotionError(f"{args.val}: choose ensemble weights on validation data (e.g. data/prepared/val.npz), "
+                           "never on the test split")
+    args.tta, args.tta_crop = _pipeline_tta(args.tta, args.tta_crop)
+    members = [load_classifier(path) for path in args.models]
+    EnsembleClassifier(members, [1.0] * len(members), [str(p) for p in args.models])  # sizes agree
+    probas = [predict_proba(m, data["images"], args.batch_size, args.tta, args.tta_crop) for m in members]
+    weights = choose_weights(probas, data["labels"]) if args.weights is None else args.weights
+    if len(weights) != len(members):
+        raise EmotionError(f"--weights: {len(weights)} given for {len(members)} members; give one each")
+    for path, proba in zip(args.models, probas):
+        print(f"{path}: val accuracy {(proba.argmax(1) == data['labels']).mean():.4f} (tta {args.tta})")
+    mixed = sum(w / sum(weights) * p for w, p in zip(weights, probas))
+    print(f"ensemble, weights {', '.join(f'{w:.2f}' for w in weights)}: val accuracy "
+          f"{(mixed.argmax(1) == data['labels']).mean():.4f}")
+    write_ensemble(args.out, args.models, weights)
+    print(f"wrote {args.out}; use it as --model {args.out}")
+
+
 def _pipeline_tta(tta: str | None, crop: float | None) -> tuple[str, float]:
     """Unset options take the evaluate stage's (params.yaml in this folder), so `emotion evaluate` and
-    metrics/eval.json give one number for one model and split; without a params.yaml: none, 0.95."""
+    metrics/eval.json give one number for one model and split; without a params.yaml: none, 40/48."""
     from emotion.config import load_params
+    from emotion.evaluation import TENCROP_SIDE
 
     stage = load_params().evaluate if Path("params.yaml").is_file() else None
     return (tta or (stage.tta if stage else "none"),
-            crop if crop is not None else (stage.tta_crop if stage else 0.95))
+            crop if crop is not None else (stage.tta_crop if stage else TENCROP_SIDE))
 
 
 def _labelled_data(path: Path) -> dict:
@@ -143,7 +170,8 @@ def _serve(args) -> None:
 
 
 def _add_inference_parsers(sub) -> None:
-    model_help = "model file (.onnx/.tflite/.keras), SavedModel or export folder (default: %(default)s)"
+    model_help = ("model file (.onnx/.tflite/.keras), SavedModel, export folder or ensemble .json "
+                  "(`emotion ensemble`) (default: %(default)s)")
     faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
 
     pr = sub.add_parser("predict", help="find and classify every face in images or folders")
@@ -206,12 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--tta", choices=["none", "flip", "tencrop"], default=None,
-                    help="test-time views averaged per image: flip = with its mirror; tencrop = 4 corners + centre, "
-                         "and mirrors (default: params.yaml's evaluate.tta, as the pipeline scores; none without it)")
+                    help="test-time views averaged per image: flip = with its mirror; tencrop = the model's window at "
+                         "4 corners + centre, and mirrors (default: params.yaml's evaluate.tta, as the pipeline scores; none without it)")
     ev.add_argument("--tta-crop", type=float, default=None,
-                    help="tencrop: side of each view, fraction of the image (default: params.yaml's "
-                         "evaluate.tta_crop, chosen on val; 0.95 without it)")
+                    help="tencrop: the window moved to each corner, fraction of the image (default: params.yaml's "
+                         "evaluate.tta_crop; 0.833 without it)")
     ev.set_defaults(func=_evaluate)
+
+    en = sub.add_parser("ensemble", help="combine models into an ensemble file, weights chosen on validation data")
+    en.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="member models (files or export folders)")
+    en.add_argument("--val", type=Path, default=Path("data/prepared/val.npz"),
+                    help="validation data the weights are chosen on (default: %(default)s)")
+    en.add_argument("--out", type=Path, default=Path("models/ensemble.json"), help="(default: %(default)s)")
+    en.add_argument("--weights", type=float, nargs="+", help="fixed weights instead of choosing them on --val")
+    en.add_argument("--tta", choices=["none", "flip", "tencrop"], default=None,
+                    help="views each member is scored with (default: params.yaml's evaluate.tta)")
+    en.add_argument("--tta-crop", type=float, default=None, help="as for evaluate")
+    en.add_argument("--batch-size", type=int, default=256)
+    en.set_defaults(func=_ensemble)
 
     fe = sub.add_parser("fetch", help="put FER2013 into data/source/ (tracked by content in data/source.dvc), "
                                       "from a local zip or folder, or from Kaggle")

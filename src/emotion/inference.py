@@ -113,10 +113,15 @@ def load_classifier(path: str | Path):
                     errors.append(f"{name}: {err}")
         raise EmotionError(f"{path}: no loadable model (.onnx, .tflite, .keras or saved_model/) inside"
                            + (f" ({'; '.join(errors)})" if errors else ""))
+    if path.suffix == ".json":
+        from emotion.ensemble import load_ensemble
+
+        return load_ensemble(path)
     loaders = {".keras": KerasClassifier, ".onnx": OnnxClassifier, ".tflite": LiteRTClassifier}
     loader = SavedModelClassifier if path.is_dir() else loaders.get(path.suffix)
     if loader is None:
-        raise EmotionError(f"{path}: unknown model type '{path.suffix}'; use .keras, .onnx, .tflite or a folder")
+        raise EmotionError(f"{path}: unknown model type '{path.suffix}'; use .keras, .onnx, .tflite, a folder "
+                           "or an ensemble .json")
     try:
         classifier = loader(path)
         classifier.path = path  # which file an export folder resolved to

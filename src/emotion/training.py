@@ -379,7 +379,12 @@ def fit_inputs(params: TrainParams, train_set: dict, val_set: dict, devices: int
     set as a BatchFeed starting at a given epoch. Its order depends only on (seed, epoch), not on how many
     epochs this process has run, so a resumed run sees the same batches as an uninterrupted one."""
     one_hot = keras.utils.to_categorical(val_set["labels"], len(CLASSES))
-    shared = {"validation_data": (as_model_input(val_set["images"]), one_hot),
+    validation = (as_model_input(val_set["images"]), one_hot)
+    if devices > 1:  # every batch must split evenly: pad with copies that weigh nothing in the metrics
+        pad = -len(one_hot) % devices
+        weights = np.r_[np.ones(len(one_hot), "float32"), np.zeros(pad, "float32")]
+        validation = tuple(np.concatenate([a, a[:pad]]) for a in validation) + (weights,)
+    shared = {"validation_data": validation,
               "class_weight": class_weights(train_set["labels"], params.class_weight)}
     mixer = batch_mixer(params.augment, params.seed)
     return lambda first: {**shared, "x": BatchFeed(train_set["images"], train_set["labels"], params.batch_size,

@@ -1,0 +1,87 @@
+"""Data-parallel training with Keras's distribution API on the JAX backend, proved on CPU: XLA can
+split the host into two devices, and one process trains the same model on one and on two of them."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, skip_or_fail
+from emotion.errors import EmotionError
+from emotion import training
+
+SCRIPT = """
+import dataclasses, json, sys
+import jax, keras, numpy as np
+from emotion import models
+from emotion.config import load_params
+from emotion.training import train
+
+shardings = []
+crop_call = models.CropWindow.call
+def probe(self, images, training=False):  # records how the training batch is laid out across devices
+    if training:
+        jax.debug.inspect_array_sharding(images, callback=lambda s: shardings.append(s))
+    return crop_call(self, images, training)
+models.CropWindow.call = probe
+
+class Live:
+    def __init__(self): self.loss = []
+    def log_metric(self, name, value, plot=True):
+        if name == "train/loss": self.loss.append(value)
+    def next_step(self): pass
+
+base = load_params(sys.argv[2]).train
+rng = np.random.default_rng(0)
+data = {"images": rng.integers(0, 256, (128, 48, 48), dtype=np.uint8), "labels": np.arange(128) % 7}
+val = {"images": rng.integers(0, 256, (35, 48, 48), dtype=np.uint8), "labels": np.arange(35) % 7}
+result = {"devices_seen": len(jax.devices())}
+for devices in (1, 2):
+    shardings.clear()
+    params = dataclasses.replace(base, model="cnn_small", width=8, epochs=3, batch_size=32, devices=devices,
+                                 precision="float32", class_weight="none",
+                                 augment=dataclasses.replace(base.augment, erasing=0.0))
+    live = Live()
+    model, summary = train(params, data, val, live, f"{sys.argv[1]}/state{devices}")
+    kernel = next(w for w in model.weights if "kernel" in w.path)
+    result[devices] = {"loss": live.loss, "summary_devices": summary["devices"],
+                       "batch_on_devices": sorted({s.num_devices for s in shardings}),
+                       "batch_replicated": any(s.is_fully_replicated for s in shardings)}
+print(json.dumps(result))
+"""
+
+
+def test_two_devices_follow_one_devices_loss_curve_with_the_batch_split_between_them(tmp_path):
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        skip_or_fail("jax is not installed (it is in requirements.txt)")
+    script = tmp_path / "data_parallel.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    run = subprocess.run([sys.executable, str(script), str(tmp_path), str(REPO / "params.yaml")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    one, two = result["1"], result["2"]
+    assert result["devices_seen"] == 2
+    assert one["summary_devices"] == 1 and two["summary_devices"] == 2
+    assert one["batch_on_devices"] == [1] and two["batch_on_devices"] == [2] and not two["batch_replicated"]
+    # Same global batch, seed and order: only the order of floating-point sums differs between the two.
+    assert len(one["loss"]) == len(two["loss"]) == 3
+    assert one["loss"] == pytest.approx(two["loss"], rel=1e-3)
+
+
+def test_more_devices_than_present_names_what_exists(monkeypatch):
+    monkeypatch.setattr(training.keras.distribution, "list_devices", lambda: ["cpu:0"])
+    with pytest.raises(EmotionError, match=r"'train.devices' is 3 but this machine has 1 \(cpu:0\)"):
+        training.use_devices(3)
+
+
+def test_several_devices_need_the_jax_backend(monkeypatch):
+    monkeypatch.setattr(training.keras.distribution, "list_devices", lambda: ["gpu:0", "gpu:1"])
+    with pytest.raises(EmotionError, match="needs the JAX backend"):
+        training.use_devices("auto", backend="tensorflow")
+    assert training.use_devices(1, backend="tensorflow") == 1

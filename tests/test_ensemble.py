@@ -1,0 +1,86 @@
+"""Ensembles: a JSON file of members and weights that every command opens like one model."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from emotion.cli import main
+from emotion.ensemble import EnsembleClassifier, choose_weights, write_ensemble
+from emotion.errors import EmotionError
+from emotion.fileio import save_npz
+from emotion.inference import load_classifier
+from emotion.models import build_model
+
+
+@pytest.fixture
+def members(tmp_path, tiny_train):
+    paths = []
+    for seed in (1, 2):
+        path = tmp_path / f"m{seed}" / "model.keras"
+        path.parent.mkdir()
+        build_model(dataclasses.replace(tiny_train, width=4, seed=seed)).save(path)
+        paths.append(path)
+    return paths
+
+
+def images(n=9, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+
+
+def test_an_ensemble_file_loads_like_a_model_and_mixes_with_its_weights(members, tmp_path):
+    spec = tmp_path / "ensemble.json"
+    write_ensemble(spec, members, [0.75, 0.25])
+    assert json.loads(spec.read_text())["members"][0] == {"model": "m1/model.keras", "weight": 0.75}
+    ensemble = load_classifier(spec)
+    x = images()
+    a, b = (load_classifier(m).predict_proba(x) for m in members)
+    np.testing.assert_allclose(ensemble.predict_proba(x), 0.75 * a + 0.25 * b, rtol=1e-5, atol=1e-6)
+    assert ensemble.runtime == "ensemble(keras)"
+
+
+def test_a_missing_member_names_it(members, tmp_path):
+    spec = tmp_path / "ensemble.json"
+    spec.write_text(json.dumps({"members": [{"model": "m1/model.keras"}, {"model": "gone/model.onnx"}]}))
+    with pytest.raises(EmotionError, match=r"member 'gone/model.onnx' not found"):
+        load_classifier(spec)
+    spec.write_text("{not json")
+    with pytest.raises(EmotionError, match="not an ensemble file"):
+        load_classifier(spec)
+
+
+def test_members_of_different_input_sizes_are_refused(members, tmp_path, tiny_train):
+    small = tmp_path / "small.keras"
+    build_model(dataclasses.replace(tiny_train, width=4, input_crop=40), image_size=40).save(small)
+    spec = tmp_path / "ensemble.json"
+    write_ensemble(spec, [members[0], small], [1, 1])
+    with pytest.raises(EmotionError, match=r"differ in input size .*takes 48×48.*takes 40×40"):
+        load_classifier(spec)
+
+
+def test_weights_are_chosen_for_accuracy_on_the_data_given():
+    labels = np.arange(100) % 7
+    good = np.eye(7)[labels] * 0.6 + 0.4 / 7
+    bad = np.eye(7)[(labels + 1) % 7] * 0.9 + 0.1 / 7
+    assert choose_weights([good, bad], labels) == pytest.approx([1.0, 0.0], abs=0.35)
+    mixed = EnsembleClassifier([type("C", (), {"runtime": "x", "predict_proba": lambda self, x, batch_size: good})(),
+                                type("C", (), {"runtime": "x", "predict_proba": lambda self, x, batch_size: bad})()],
+                               choose_weights([good, bad], labels))
+    assert (mixed.predict_proba(None).argmax(1) == labels).all()
+
+
+def test_ensemble_command_chooses_weights_on_val_and_the_apps_take_the_file(members, tmp_path, capsys):
+    val = tmp_path / "val.npz"
+    save_npz(val, images=images(14), labels=np.arange(14) % 7)
+    out = tmp_path / "ensemble.json"
+    main(["ensemble", *map(str, members), "--val", str(val), "--out", str(out), "--tta", "flip"])
+    printed = capsys.readouterr().out
+    assert "ensemble, weights" in printed and out.exists()
+    assert sum(m["weight"] for m in json.loads(out.read_text())["members"]) == pytest.approx(1.0)
+    main(["evaluate", str(out), str(val), "--tta", "none"])
+    assert "14 images" in capsys.readouterr().out
+    test = tmp_path / "test.npz"
+    save_npz(test, images=images(7), labels=np.arange(7))
+    with pytest.raises(SystemExit):
+        main(["ensemble", *map(str, members), "--val", str(test), "--out", str(out)])
+    assert "never on the test split" in capsys.readouterr().err
