@@ -60,9 +60,10 @@ run: setup
 	emotion fetch $(SOURCE)
 	dvc repro
 
-# Teammates: fetch the trained, exported model (and its metrics) without training.
+# Teammates: fetch the trained, exported model (and its metrics) without training; STAGE=prod (or
+# VERSION=v1.2.0) fetches the registered version that GTO's tags name instead (README: Scaling out).
 pull: setup
-	dvc pull export
+	$(if $(or $(STAGE),$(VERSION)),emotion pull $(if $(STAGE),--stage $(STAGE)) $(if $(VERSION),--version $(VERSION)),dvc pull export)
 
 push: setup
 	dvc push

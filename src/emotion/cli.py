@@ -80,12 +80,30 @@ def _labelled_data(path: Path) -> dict:
 
 
 def _local_model(spec: str) -> Path:
-    """A model path, or REV:PATH for a model file as of a git revision or `dvc exp` name."""
+    """A model path; NAME@STAGE or NAME@VERSION from the registry (emotion@prod); or REV:PATH for a model
+    file as of a git revision or `dvc exp` name."""
+    from emotion.registry import local_model
     from emotion.storage import model_at_revision
 
+    spec = str(spec)
+    registered = local_model(spec)
+    if registered is not None:
+        return registered
     if Path(spec).exists() or ":" not in spec:
         return Path(spec)
     return model_at_revision(spec, Path(".emotion-cache/models"))
+
+
+def _pull(args) -> None:
+    """Fetch one registered version of the model (by stage or version) from the DVC remote."""
+    from emotion.registry import fetch
+
+    if args.stage and args.version:
+        raise EmotionError("give --stage or --version, not both")
+    entry, folder = fetch(args.name, args.stage, args.version, args.out)
+    what = f"stage {args.stage}" if args.stage else "latest" if not args.version else "version"
+    print(f"{args.name}@{entry['version']} ({what}, commit {entry['commit'][:12]}) is in {folder}; "
+          f"use it with --model {folder} or --model {args.name}@{args.stage or entry['version']}")
 
 
 def _fetch(args) -> None:
@@ -141,7 +159,7 @@ def _predict(args) -> None:
     from emotion.predict import Analyzer, format_summary, list_images, predict_paths
 
     list_images(args.paths)  # a wrong path fails before the model loads
-    analyzer = Analyzer(args.model, args.faces, args.margin, args.batch_size)
+    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size)
     report = predict_paths(args.paths, args.out, analyzer, not args.no_annotated, args.bars,
                            progress_stream=sys.stderr)
     print(format_summary(report["summary"]) + f"  ({analyzer.runtime})")
@@ -155,7 +173,7 @@ def _video(args) -> None:
 
     out = args.out or Path(f"{Path(args.source).stem if not args.source.isdigit() else 'camera'}_emotion.mp4")
     csv_path = args.csv or out.with_suffix(".csv")
-    analyzer = Analyzer(args.model, args.faces, args.margin)
+    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin)
     result = process_video(args.source, out, csv_path, analyzer, args.smooth, not args.no_bars, args.max_frames,
                            args.show)
     print(f"{result['frames']} frames, {result['faces']} faces, {result['fps']} frames/s ({analyzer.runtime}); "
@@ -165,18 +183,18 @@ def _video(args) -> None:
 def _serve(args) -> None:
     from emotion.serve import run
 
-    run(args.model, args.host, args.port, args.max_upload_mb, args.max_megapixels, args.concurrency, args.queue,
+    run(_local_model(args.model), args.host, args.port, args.max_upload_mb, args.max_megapixels, args.concurrency, args.queue,
         args.cors_origin)
 
 
 def _add_inference_parsers(sub) -> None:
-    model_help = ("model file (.onnx/.tflite/.keras), SavedModel, export folder or ensemble .json "
-                  "(`emotion ensemble`) (default: %(default)s)")
+    model_help = ("model file (.onnx/.tflite/.keras), SavedModel, export folder, ensemble .json "
+                  "(`emotion ensemble`), or a registered version: emotion@prod, emotion@v1.2.0 (default: %(default)s)")
     faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
 
     pr = sub.add_parser("predict", help="find and classify every face in images or folders")
     pr.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
-    pr.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model_help)
+    pr.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)")
     pr.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
     pr.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
@@ -187,7 +205,7 @@ def _add_inference_parsers(sub) -> None:
 
     vi = sub.add_parser("video", help="annotate a video file or camera stream frame by frame")
     vi.add_argument("source", help="video file, or a camera index such as 0")
-    vi.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model_help)
+    vi.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
     vi.add_argument("--out", type=Path, help="annotated video, .mp4/.avi/.mkv (default: <source>_emotion.mp4)")
     vi.add_argument("--csv", type=Path, help="per-frame CSV (default: the video's name with .csv)")
     vi.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
@@ -200,7 +218,7 @@ def _add_inference_parsers(sub) -> None:
     vi.set_defaults(func=_video)
 
     se = sub.add_parser("serve", help="web page + JSON API (POST /predict) for uploaded photos")
-    se.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=model_help)
+    se.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
     se.add_argument("--host", default="127.0.0.1",
                     help="address to listen on: 127.0.0.1 is this machine only; 0.0.0.0 is every network, so put a "
                          "reverse proxy with TLS in front (README: Security notes) (default: %(default)s)")
@@ -252,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--tta-crop", type=float, default=None, help="as for evaluate")
     en.add_argument("--batch-size", type=int, default=256)
     en.set_defaults(func=_ensemble)
+
+    pu = sub.add_parser("pull", help="fetch a registered model version (GTO tags) from the DVC remote")
+    pu.add_argument("--stage", help="the version this stage points to, e.g. prod")
+    pu.add_argument("--version", help="a registered version, e.g. v1.2.0 (default: the latest)")
+    pu.add_argument("--name", default="emotion", help="artifact name in dvc.yaml (default: %(default)s)")
+    pu.add_argument("--out", type=Path, help="folder to write (default: .emotion-cache/registry/NAME/VERSION)")
+    pu.set_defaults(func=_pull)
 
     fe = sub.add_parser("fetch", help="put FER2013 into data/source/ (tracked by content in data/source.dvc), "
                                       "from a local zip or folder, or from Kaggle")

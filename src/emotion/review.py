@@ -109,7 +109,11 @@ def build_report(root: Path, base: str, new: str | None, out: Path) -> str:
     if not new_eval:
         raise EmotionError(f"{label} has no {EVAL}: run `dvc repro` (or `dvc exp run`) first")
 
-    lines = [f"## Model review: `{label}` vs `{base}` ({base_sha[:7]})", ""]
+    from emotion.registry import describe
+
+    lines = [f"## Model review: `{label}` vs `{base}` ({base_sha[:7]})", "",
+             f"Registry (GTO): {describe(root)}. Merging this and registering it would replace the version "
+             "its stage serves.", ""]
     lines += headline_table(base_eval, new_eval) + ["", "### Params", "", _dvc_md(root, "params", base, new),
                                                     "", "### Metrics", "", _dvc_md(root, "metrics", base, new),
                                                     "", "### Per class", ""]
