@@ -10,6 +10,16 @@ export DVC_NO_ANALYTICS := 1
 # every package they pull in, pinned with hashes, for Linux x86_64 and CPython 3.11 (`make lock`).
 RUN_LOCK  := requirements.lock
 TEST_LOCK := requirements-test.lock
+CUDA_LOCK := requirements-cuda.lock
+# ACCEL=cuda: `make setup ACCEL=cuda` adds the NVIDIA build of JAX (requirements-cuda.lock) and makes JAX
+# Keras's backend in this venv, so `make run` and `dvc repro` train on the GPU with no code changes.
+ACCEL ?= cpu
+ifeq ($(filter $(ACCEL),cpu cuda),)
+$(error ACCEL=$(ACCEL) is not supported; use ACCEL=cpu (default) or ACCEL=cuda)
+endif
+ifneq ($(wildcard $(VENV)/.installed-cuda),)
+export KERAS_BACKEND := jax
+endif
 PIP_VERSION := 26.3
 UV_VERSION  := 0.13.8
 PIP_INSTALL := $(VENV)/bin/pip install --quiet --require-hashes
@@ -17,7 +27,7 @@ PIP_INSTALL := $(VENV)/bin/pip install --quiet --require-hashes
 .PHONY: setup setup-test lock run pull push test report results clean
 
 # Run dependencies only: what `make run`, `pull`, `push`, `report` and the `emotion` apps need.
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(if $(filter cuda,$(ACCEL)),$(VENV)/.installed-cuda)
 # ... plus the test tools (pytest, Playwright, the S3 test server).
 setup-test: $(VENV)/.installed-test
 
@@ -33,6 +43,11 @@ $(VENV)/.installed: $(RUN_LOCK) pyproject.toml | $(VENV)/bin/python
 	@test -d .dvc || dvc init --quiet
 	@dvc remote default >/dev/null 2>&1 || { mkdir -p "$(DVC_STORE)" && \
 		dvc remote add --local --default local "$(DVC_STORE)" && echo "DVC remote 'local' -> $(DVC_STORE)"; }
+	touch $@
+
+$(VENV)/.installed-cuda: $(CUDA_LOCK) $(VENV)/.installed
+	$(PIP_INSTALL) -r $(CUDA_LOCK)
+	grep -q KERAS_BACKEND $(VENV)/bin/activate || echo 'export KERAS_BACKEND=jax  # make setup ACCEL=cuda' >> $(VENV)/bin/activate
 	touch $@
 
 $(VENV)/.installed-test: $(TEST_LOCK) $(VENV)/.installed
@@ -52,6 +67,8 @@ lock:
 	sed -i '$(call LOCK_HEADER,$(RUN_LOCK))' $(RUN_LOCK)
 	$(UV_COMPILE) requirements-test.txt -c $(RUN_LOCK) -o $(TEST_LOCK)
 	sed -i '$(call LOCK_HEADER,$(TEST_LOCK))' $(TEST_LOCK)
+	$(UV_COMPILE) requirements-cuda.txt -c $(RUN_LOCK) -o $(CUDA_LOCK)
+	sed -i '$(call LOCK_HEADER,$(CUDA_LOCK))' $(CUDA_LOCK)
 
 # SOURCE (optional): a local fer2013.zip or extracted folder. `emotion fetch` copies it into data/source/,
 # tracked by content in data/source.dvc (never by path); without SOURCE it keeps what data/source/ holds,

@@ -165,3 +165,23 @@ def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(tmp_path, ci, outcome
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == (1 if outcome == "failed" else 0), result.stdout
     assert f"1 {outcome}" in result.stdout and "the tool is missing" in result.stdout
+
+
+def test_setup_accel_cuda_adds_the_gpu_build_and_makes_jax_the_backend(tmp_path):
+    venv = f"VENV={tmp_path / 'venv'}"
+    cuda = make("-n", "setup", venv, "ACCEL=cuda", check=True).stdout
+    assert re.search(r"pip install .*--require-hashes -r requirements\.lock$", cuda, re.M)
+    assert re.search(r"pip install .*--require-hashes -r requirements-cuda\.lock$", cuda, re.M)
+    assert "export KERAS_BACKEND=jax" in cuda  # added to the venv's activate script
+    assert "requirements-cuda" not in make("-n", "setup", venv, check=True).stdout
+    bad = make("-n", "setup", venv, "ACCEL=rocm")
+    assert bad.returncode != 0 and "use ACCEL=cpu (default) or ACCEL=cuda" in bad.stderr
+    cuda_lock, run_lock = lock(REPO / "requirements-cuda.lock"), lock(RUN_LOCK)
+    assert cuda_lock["jax"] == run_lock["jax"] and cuda_lock["jaxlib"] == run_lock["jaxlib"]
+    assert "jax-cuda12-plugin" in cuda_lock
+    show = ["--eval", "backend: ; @echo backend=$$KERAS_BACKEND", "backend"]
+    plain = fake_venv(tmp_path / "plain")
+    assert make(f"VENV={plain}", *show, check=True).stdout.strip() == "backend="
+    gpu = fake_venv(tmp_path / "gpu")
+    (gpu / ".installed-cuda").touch()
+    assert make(f"VENV={gpu}", *show, check=True).stdout.strip() == "backend=jax"
