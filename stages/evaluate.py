@@ -1,9 +1,11 @@
 """Stage 6: score models/model.keras on test and val → metrics/eval.json, confusion and error plots.
 Also the single view the apps run: its calibration (a temperature fitted on val, which the export stage
 folds into every exported model; ECE/NLL before and after; a reliability diagram) and its test accuracy
-under webcam and phone corruptions → metrics/robustness.json."""
+under webcam and phone corruptions → metrics/robustness.json. And a label audit (cleanlab, on the
+pipeline's out-of-sample probabilities for val and test) → metrics/label_audit.json, plots/label_issues.*"""
 from pathlib import Path
 
+from emotion.audit import audit_split, plot_label_issues, summary, write_label_issues
 from emotion.calibration import calibration_report, fit_temperature, write_reliability
 from emotion.config import load_params
 from emotion.errors import one_line_errors
@@ -39,6 +41,10 @@ def main():
     robustness = robustness_report(lambda x: predict_proba(classifier, x, params.batch_size), data["images"],
                                    data["labels"])
     print(f"evaluate: test single view {robustness['clean']:.4f}, under corruptions {robustness['mean_corrupted']:.4f}")
+    audits = {split: audit_split(scored[split][0]["labels"], scored[split][1]) for split in scored}
+    audit = {split: summary(table) for split, table in audits.items()}
+    print(f"evaluate: label audit flags {audit['test']['flagged']} test images; test accuracy without them "
+          f"{audit['test']['accuracy_without_flagged']:.4f} (reported, not dropped)")
     inputs.verify()  # before any output is written
     write_confusion(data["labels"], proba, Path("plots/confusion.csv"), Path("plots/confusion.png"),
                     f"Test confusion (accuracy {results['test']['accuracy']:.3f})")
@@ -49,6 +55,10 @@ def main():
         tmp.write_text("corruption,accuracy\n" + "".join(f"{k},{v}\n" for k, v in robustness["accuracy"].items()))
     plot_robustness(robustness, Path("plots/robustness.png"), "Test accuracy under corruption (single view)")
     write_json("metrics/robustness.json", robustness)
+    write_label_issues(audits, {split: scored[split][0]["ids"] for split in scored}, Path("plots/label_issues.csv"))
+    plot_label_issues(data["images"], audits["test"], Path("plots/label_issues.png"))
+    write_json("metrics/label_audit.json", {"method": "cleanlab find_label_issues on the pipeline's probabilities "
+                                            f"(tta {params.tta}); val chose the checkpoint, test is unseen", **audit})
     write_json("metrics/eval.json", results)
 
 if __name__ == "__main__":
