@@ -85,3 +85,11 @@ def test_several_devices_need_the_jax_backend(monkeypatch):
     with pytest.raises(EmotionError, match="needs the JAX backend"):
         training.use_devices("auto", backend="tensorflow")
     assert training.use_devices(1, backend="tensorflow") == 1
+
+
+def test_several_hosts_without_a_coordinator_stop_in_one_line(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.delenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", raising=False)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "0")
+    with pytest.raises(EmotionError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES is not set"):
+        training.use_devices("auto")

@@ -48,6 +48,7 @@ def use_devices(choice, backend: str | None = None) -> int:
     gradients are averaged by the engine (keras.distribution.DataParallel, JAX backend only).
     Returns the number of devices used."""
     backend = backend or keras.backend.backend()
+    join_hosts()
     devices = keras.distribution.list_devices()
     accelerators = [d for d in devices if not d.lower().startswith("cpu")]
     count = (len(accelerators) or 1) if choice == "auto" else int(choice)
@@ -63,6 +64,20 @@ def use_devices(choice, backend: str | None = None) -> int:
     else:
         keras.distribution.set_distribution(None)  # one device: no sharding (clears an earlier run's setting)
     return count
+
+
+def join_hosts() -> None:
+    """Several hosts (KERAS_DISTRIBUTION_NUM_PROCESSES > 1): start Keras's multi-process runtime, which
+    reads the coordinator's host:port (KERAS_DISTRIBUTION_JOB_ADDRESSES) and this host's id
+    (KERAS_DISTRIBUTION_PROCESS_ID); the devices of every host then count in train.devices."""
+    processes = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "").strip()
+    if not processes or processes == "1":
+        return
+    missing = [k for k in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_PROCESS_ID") if not os.environ.get(k)]
+    if missing:
+        raise EmotionError(f"KERAS_DISTRIBUTION_NUM_PROCESSES={processes} starts several hosts but {' and '.join(missing)} "
+                           "is not set: give the coordinator's host:port and this host's id (0 on the coordinator)")
+    keras.distribution.initialize()
 
 
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
