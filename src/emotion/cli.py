@@ -41,6 +41,7 @@ def _ensemble(args) -> None:
         raise EmotionError(f"{args.val}: choose ensemble weights on validation data (e.g. data/prepared/val.npz), "
                            "never on the test split")
     args.tta, args.tta_crop = _pipeline_tta(args.tta, args.tta_crop)
+    args.models = [_local_model(spec) for spec in args.models]  # REV:PATH members are fetched first
     members = [load_classifier(path) for path in args.models]
     EnsembleClassifier(members, [1.0] * len(members), [str(p) for p in args.models])  # sizes agree
     probas = [predict_proba(m, data["images"], args.batch_size, args.tta, args.tta_crop) for m in members]
@@ -260,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_evaluate)
 
     en = sub.add_parser("ensemble", help="combine models into an ensemble file, weights chosen on validation data")
-    en.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="member models (files or export folders)")
+    en.add_argument("models", nargs="+", metavar="MODEL",
+                    help="member models: files, export folders, or REV:PATH (e.g. exp-1a2b3:models/export)")
     en.add_argument("--val", type=Path, default=Path("data/prepared/val.npz"),
                     help="validation data the weights are chosen on (default: %(default)s)")
     en.add_argument("--out", type=Path, default=Path("models/ensemble.json"), help="(default: %(default)s)")
