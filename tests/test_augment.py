@@ -22,7 +22,8 @@ def test_layers_follow_params(params):
     only_flip = dataclasses.replace(params.train.augment, rotation=0.0, shift=0.0, zoom=0.0, contrast=0.0, erasing=0.0)
     names = [type(layer).__name__ for layer in build_augmenter(only_flip, seed=0).layers]
     assert names == ["RandomFlip"]
-    everything = [type(layer).__name__ for layer in build_augmenter(params.train.augment, seed=0).layers]
+    with_shift = dataclasses.replace(params.train.augment, shift=0.1)
+    everything = [type(layer).__name__ for layer in build_augmenter(with_shift, seed=0).layers]
     assert {"RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast",
             "RandomErasing"} <= set(everything)
 
