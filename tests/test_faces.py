@@ -1,9 +1,10 @@
-"""Face detection and cropping on real and generated photos (no model needed)."""
+"""Face detection and cropping on real and generated photos (no model needed), with every detector."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from emotion.data import read_image, to_model_input
+from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
 from emotion.errors import EmotionError
 from emotion.faces import find_faces, with_margin
 from emotion.predict import open_image
@@ -15,17 +16,23 @@ def _inside(box, width, height):
     return 0 <= x and 0 <= y and x + w <= width and y + h <= height and w > 0 and h > 0
 
 
-def test_finds_the_face_in_a_real_photo():
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_finds_the_face_in_a_real_photo(detector):
     image = open_image(face_photo_path())
-    (face,) = find_faces(image)
+    (face,) = find_faces(image, detector=detector)
     x, y, w, h = face.box
     assert _inside(face.box, *image.size)
-    assert face.detector == "haar"
+    assert face.detector == detector and 0 < face.score <= 1
     # Grace Hopper's face spans about x 160-380, y 110-330 in the 512×600 portrait.
     assert 220 < x + w / 2 < 320 and 170 < y + h / 2 < 270 and 150 < w < 300
     left, top, right, bottom = face.crop
     assert left <= x and top <= y and right >= x + w and bottom >= y + h
     assert face.pixels.shape == (48, 48) and face.pixels.dtype == np.uint8
+
+
+def test_the_default_detector_is_the_cnn():
+    assert DEFAULT_DETECTOR == "blazeface"
+    assert [f.detector for f in find_faces(open_image(face_photo_path()))] == ["blazeface"]
 
 
 def test_crop_uses_the_training_conversion():
@@ -34,26 +41,29 @@ def test_crop_uses_the_training_conversion():
     np.testing.assert_array_equal(face.pixels, to_model_input(image.crop(face.crop)))
 
 
-def test_every_face_of_a_group_photo_largest_first():
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_every_face_of_a_group_photo_largest_first(detector):
     with Image.open(face_photo_path()) as photo:
         group = Image.new("RGB", (1024, 600), "white")
         group.paste(photo, (0, 0))
         group.paste(photo.resize((384, 450)), (600, 100))
-    faces = find_faces(group)
+    faces = find_faces(group, detector=detector)
     assert len(faces) == 2
     assert faces[0].box[2] > faces[1].box[2] and faces[1].box[0] > 600
     assert all(_inside(f.box, *group.size) for f in faces)
 
 
-def test_large_photo_is_searched_at_a_bounded_scale():
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_large_photo_is_searched_at_a_bounded_scale(detector):
     with Image.open(face_photo_path()) as photo:
         big = photo.resize((2048, 2400))
-    (face,) = find_faces(big)
+    (face,) = find_faces(big, detector=detector)
     assert 600 < face.box[2] < 1200 and _inside(face.box, *big.size)
 
 
-def test_photo_without_a_face(photos):  # noqa: F811
-    assert find_faces(open_image(photos["noface.jpg"])) == []
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_photo_without_a_face(photos, detector):  # noqa: F811
+    assert find_faces(open_image(photos["noface.jpg"]), detector=detector) == []
 
 
 def test_small_image_is_classified_whole(photos):  # noqa: F811

@@ -47,7 +47,7 @@ def test_face_photo_record(folder_report):
     assert face["status"] == "ok" and (face["width"], face["height"]) == (512, 600)
     (found,) = face["faces"]
     box = found["box"]
-    assert found["detector"] == "haar" and box["x"] + box["w"] <= 512 and box["y"] + box["h"] <= 600
+    assert found["detector"] == "blazeface" and box["x"] + box["w"] <= 512 and box["y"] + box["h"] <= 600
     assert list(found["probabilities"]) == list(CLASSES)
     assert sum(found["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert found["emotion"] == max(found["probabilities"], key=found["probabilities"].get)
@@ -63,6 +63,7 @@ def test_crop_is_one_whole_image_face_with_the_models_own_answer(folder_report, 
 def test_no_face_and_corrupt_are_reported_not_raised(folder_report):
     records = _by_name(folder_report[0])
     assert records["noface.jpg"]["status"] == "no_face" and records["noface.jpg"]["faces"] == []
+    assert records["noface.jpg"]["reason"] == "no face found by blazeface (it looks for faces of 40 px and larger)"
     corrupt = records["corrupt.jpg"]
     assert corrupt["status"] == "skipped" and "corrupt image" in corrupt["reason"]
     assert corrupt["annotated"] is None
@@ -177,3 +178,12 @@ def test_progress_is_throttled_rewritten_in_place_and_padded():
     progress.finish()
     progress.finish()  # a second finish writes nothing more
     assert terminal.getvalue() == "\r2/3 files, 1 faces, 10.0 files/s\r3/3 files, 3 faces, 6.0 files/s \n"
+
+
+def test_detector_is_chosen_on_the_command_line(tiny_export, photos, tmp_path):  # noqa: F811
+    main(["predict", str(photos["face.jpg"]), "--model", str(tiny_export), "--out", str(tmp_path),
+          "--detector", "haar", "--no-annotated"])
+    report = json.loads((tmp_path / "predictions.json").read_text())
+    assert report["detector"] == "haar" and [f["detector"] for f in report["images"][0]["faces"]] == ["haar"]
+    with pytest.raises(SystemExit):
+        main(["predict", str(photos["face.jpg"]), "--model", str(tiny_export), "--detector", "yunet"])

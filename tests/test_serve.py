@@ -18,6 +18,7 @@ from PIL import Image
 
 from emotion.cli import main
 from emotion.data import CLASSES
+from emotion.detectors import Haar
 from emotion.errors import EmotionError
 from emotion.serve import PixelBudget, create_app
 from conftest import skip_or_fail
@@ -53,6 +54,7 @@ def test_predict_returns_faces_as_json(client, photos):  # noqa: F811
     assert list(face["probabilities"]) == list(CLASSES) and face["emotion"] in CLASSES
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert body["annotated_image"] is None
+    assert face["detector"] == body["detector"] == "blazeface" and body["reason"] is None
 
 
 def test_annotated_image_is_a_jpeg_of_the_photo(client, photos):  # noqa: F811
@@ -65,8 +67,10 @@ def test_annotated_image_is_a_jpeg_of_the_photo(client, photos):  # noqa: F811
 
 def test_crop_and_no_face(client, photos):  # noqa: F811
     crop = _post(client, photos["crop.png"], "image/png").json()
-    assert [f["detector"] for f in crop["faces"]] == ["whole"]
-    assert _post(client, photos["noface.jpg"]).json()["faces"] == []
+    assert [f["detector"] for f in crop["faces"]] == ["whole"] and crop["reason"] is None
+    empty = _post(client, photos["noface.jpg"]).json()
+    assert empty["faces"] == [] and empty["detector"] == "blazeface"
+    assert empty["reason"].startswith("no face found by blazeface") and "40 px" in empty["reason"]
 
 
 def test_not_an_image_is_415(client, photos):  # noqa: F811
@@ -260,6 +264,10 @@ class BlockingAnalyzer:
 
     def __init__(self):
         self.entered, self.release = threading.Event(), threading.Event()
+        self.detector = Haar()
+
+    def no_face_reason(self, image):
+        return "stub"
 
     def analyze(self, images, mode=None):
         self.entered.set()

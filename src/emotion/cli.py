@@ -160,7 +160,7 @@ def _predict(args) -> None:
     from emotion.predict import Analyzer, format_summary, list_images, predict_paths
 
     list_images(args.paths)  # a wrong path fails before the model loads
-    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size)
+    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size, args.detector)
     report = predict_paths(args.paths, args.out, analyzer, not args.no_annotated, args.bars,
                            progress_stream=sys.stderr)
     print(format_summary(report["summary"]) + f"  ({analyzer.runtime})")
@@ -174,7 +174,7 @@ def _video(args) -> None:
 
     out = args.out or Path(f"{Path(args.source).stem if not args.source.isdigit() else 'camera'}_emotion.mp4")
     csv_path = args.csv or out.with_suffix(".csv")
-    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin)
+    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, detector=args.detector)
     result = process_video(args.source, out, csv_path, analyzer, args.smooth, not args.no_bars, args.max_frames,
                            args.show)
     print(f"{result['frames']} frames, {result['faces']} faces, {result['fps']} frames/s ({analyzer.runtime}); "
@@ -185,19 +185,25 @@ def _serve(args) -> None:
     from emotion.serve import run
 
     run(_local_model(args.model), args.host, args.port, args.max_upload_mb, args.max_megapixels, args.concurrency, args.queue,
-        args.cors_origin)
+        args.cors_origin, args.detector)
 
 
 def _add_inference_parsers(sub) -> None:
     model_help = ("model file (.onnx/.tflite/.keras), SavedModel, export folder, ensemble .json "
                   "(`emotion ensemble`), or a registered version: emotion@prod, emotion@v1.2.0 (default: %(default)s)")
     faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
+    from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
+
+    detector = {"choices": list(DETECTORS), "default": DEFAULT_DETECTOR,
+                "help": "face detector: blazeface (a CNN: finds tilted, small and unevenly lit faces), blazeface-short "
+                        "(its short-range model on smaller tiles) or haar (OpenCV's cascade) (default: %(default)s)"}
 
     pr = sub.add_parser("predict", help="find and classify every face in images or folders")
     pr.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     pr.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)")
     pr.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
+    pr.add_argument("--detector", **detector)
     pr.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--bars", action="store_true", help="draw probability bars beside each face")
@@ -210,6 +216,7 @@ def _add_inference_parsers(sub) -> None:
     vi.add_argument("--out", type=Path, help="annotated video, .mp4/.avi/.mkv (default: <source>_emotion.mp4)")
     vi.add_argument("--csv", type=Path, help="per-frame CSV (default: the video's name with .csv)")
     vi.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
+    vi.add_argument("--detector", **detector)
     vi.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
     vi.add_argument("--smooth", type=float, default=0.5,
                     help="weight of the past in each tracked face's probabilities, 0 = none (default: %(default)s)")
@@ -220,6 +227,7 @@ def _add_inference_parsers(sub) -> None:
 
     se = sub.add_parser("serve", help="web page + JSON API (POST /predict) for uploaded photos")
     se.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
+    se.add_argument("--detector", **detector)
     se.add_argument("--host", default="127.0.0.1",
                     help="address to listen on: 127.0.0.1 is this machine only; 0.0.0.0 is every network, so put a "
                          "reverse proxy with TLS in front (README: Security notes) (default: %(default)s)")

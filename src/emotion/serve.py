@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from emotion.data import CLASSES
+from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
 from emotion.faces import FaceMode
 from emotion.predict import (IMAGE_SUFFIXES, Analyzer, ImageTooLarge, annotate, encode_image, image_size,
@@ -44,7 +45,8 @@ class Box(BaseModel):
 
 class FaceOut(BaseModel):
     box: Box = Field(description="the detected face in image pixels (the whole image for a face crop)")
-    detector: str = Field(description="'haar' (found by the face detector) or 'whole' (image taken as one face)")
+    detector: str = Field(description="the face detector that found it ('blazeface', 'haar', ...) or 'whole' "
+                                      "(image taken as one face)")
     emotion: str = Field(description=f"most likely of: {', '.join(CLASSES)}")
     confidence: float = Field(description="probability of `emotion`")
     probabilities: dict[str, float] = Field(description="all seven class probabilities (sum to 1)")
@@ -55,6 +57,9 @@ class PredictOut(BaseModel):
     width: int
     height: int
     faces: list[FaceOut] = Field(description="largest face first; empty when no face was found")
+    detector: str = Field(description="the face detector that searched the photo (blazeface, haar...)")
+    reason: str | None = Field(None, description="why `faces` is empty (no face found, and the smallest size "
+                                                 "looked for); null when faces were found")
     runtime: str = Field(description="inference runtime that ran the model (onnxruntime, litert, keras...)")
     annotated_image: str | None = Field(None, description="data: URL of a JPEG with boxes and labels, "
                                                           "when annotated=true")
@@ -143,10 +148,10 @@ class Guard:
 def create_app(model: str | Path = "models/export", max_upload_mb: float = MAX_UPLOAD_MB,
                analyzer: Analyzer | None = None, max_megapixels: float = MAX_MEGAPIXELS,
                concurrency: int = CONCURRENCY, queue: int = QUEUE, cors_origins: list[str] | None = None,
-               upload_timeout_s: float = UPLOAD_TIMEOUT_S) -> FastAPI:
+               upload_timeout_s: float = UPLOAD_TIMEOUT_S, detector: str = DEFAULT_DETECTOR) -> FastAPI:
     """The app, with the model loaded now so that a bad --model fails before the server starts."""
     _check_limits(max_upload_mb, max_megapixels, concurrency, queue)
-    analyzer = analyzer or Analyzer(model)
+    analyzer = analyzer or Analyzer(model, detector=detector)
     max_bytes, max_pixels = int(max_upload_mb * 1024 * 1024), int(max_megapixels * 1_000_000)
     admission, slots = Admission(concurrency + queue), anyio.Semaphore(concurrency)
     budget, lock = PixelBudget(max_pixels), threading.Lock()  # the lock: detector and model, one at a time
@@ -189,7 +194,9 @@ def create_app(model: str | Path = "models/export", max_upload_mb: float = MAX_U
                 results = analyzer.analyze([image], faces)[0]
             picture = _annotated(image, results) if annotated else None
         return PredictOut(filename=file.filename, width=image.width, height=image.height,
-                          faces=[r.as_dict() for r in results], runtime=analyzer.runtime, annotated_image=picture)
+                          faces=[r.as_dict() for r in results], detector=analyzer.detector.name,
+                          reason=None if results else analyzer.no_face_reason(image), runtime=analyzer.runtime,
+                          annotated_image=picture)
 
     return app
 
@@ -243,11 +250,11 @@ def _too_large(size: int, limit: int, so_far: bool = False) -> str:
 
 def run(model: str | Path, host: str, port: int, max_upload_mb: float = MAX_UPLOAD_MB,
         max_megapixels: float = MAX_MEGAPIXELS, concurrency: int = CONCURRENCY, queue: int = QUEUE,
-        cors_origins: list[str] | None = None) -> None:
+        cors_origins: list[str] | None = None, detector: str = DEFAULT_DETECTOR) -> None:
     import uvicorn
 
     app = create_app(model, max_upload_mb, max_megapixels=max_megapixels, concurrency=concurrency, queue=queue,
-                     cors_origins=cors_origins)
+                     cors_origins=cors_origins, detector=detector)
     print(f"serving {model} ({app.state.analyzer.runtime}) on http://{host}:{port}/  (API docs: /docs)",
           flush=True)
     if host not in LOOPBACK:

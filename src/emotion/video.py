@@ -16,7 +16,6 @@ from PIL import Image
 
 from emotion.data import CLASSES
 from emotion.errors import EmotionError
-from emotion.faces import find_faces
 from emotion.fileio import atomic_path
 from emotion.predict import Analyzer, FaceResult, draw_results
 
@@ -183,11 +182,8 @@ def _frame_count(capture, source: str) -> int:
 
 
 def _analyze_frame(frame: np.ndarray, analyzer: Analyzer, tracker: Tracker) -> list[tuple[int, FaceResult]]:
-    import cv2
-
     image = Image.fromarray(np.ascontiguousarray(frame[:, :, ::-1]))
-    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)  # for the detector only; crops go through PIL
-    results = analyzer.classify([find_faces(image, analyzer.mode, analyzer.margin, gray=gray)])[0]
+    results = analyzer.classify([analyzer.find_faces(image)])[0]
     return tracker.update(results)
 
 

