@@ -60,7 +60,11 @@ def test_two_devices_follow_one_devices_loss_curve_with_the_batch_split_between_
         skip_or_fail("jax is not installed (it is in requirements.txt)")
     script = tmp_path / "data_parallel.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    # On a loaded 2-core host one device's thread can wait minutes for the other at an all-reduce; XLA's
+    # default is to abort after 40 s, so allow 10 minutes.
+    flags = ["--xla_force_host_platform_device_count=2", "--xla_cpu_collective_call_terminate_timeout_seconds=600",
+             "--xla_cpu_collective_timeout_seconds=600", "--xla_cpu_collective_call_warn_stuck_timeout_seconds=120"]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": " ".join(flags)}
     run = subprocess.run([sys.executable, str(script), str(tmp_path), str(REPO / "params.yaml")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
