@@ -6,7 +6,7 @@ pipeline's out-of-sample probabilities for val and test) → metrics/label_audit
 from pathlib import Path
 
 from emotion.audit import audit_split, plot_label_issues, summary, write_label_issues
-from emotion.calibration import calibration_report, fit_temperature, write_reliability
+from emotion.calibration import calibration_report, choose_temperature, write_reliability
 from emotion.config import load_params
 from emotion.errors import one_line_errors
 from emotion.evaluation import predict_proba, score, write_confusion, write_misclassified
@@ -29,10 +29,10 @@ def main():
         single[split] = predict_proba(classifier, data["images"], params.batch_size)  # what the apps run
         print(f"evaluate: {split} accuracy {results[split]['accuracy']:.4f}, macro-F1 {results[split]['macro_f1']:.4f}")
         scored[split] = data, proba
-    temperature = fit_temperature(scored["val"][0]["labels"], single["val"])
+    temperature, why = choose_temperature(scored["val"][0]["labels"], single["val"])
     results["single_view"] = {split: {k: v for k, v in score(scored[split][0]["labels"], single[split]).items()
                                       if k in ("accuracy", "macro_f1")} for split in single}
-    results["calibration"] = {"temperature": temperature, "fitted_on": "val, single view",
+    results["calibration"] = {"temperature": temperature, "fitted_on": "val, single view", "choice": why,
                               **{split: calibration_report(scored[split][0]["labels"], single[split], temperature)
                                  for split in single}}
     print(f"evaluate: temperature {temperature:.3f}; test ECE {results['calibration']['test']['ece']:.4f} → "

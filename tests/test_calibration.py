@@ -52,3 +52,15 @@ def test_reliability_diagram_is_written_as_csv_and_png(tmp_path):
     assert lines[0] == "model,bin,confidence,accuracy,count" and {l.split(",")[0] for l in lines[1:]} == {
         "uncalibrated", "temperature 2.00"}
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_temperature_is_applied_only_when_it_lowers_val_ece(monkeypatch):
+    from emotion import calibration
+
+    labels, proba = sampled(2.0)
+    temperature, why = calibration.choose_temperature(labels, proba)
+    assert temperature == pytest.approx(2.0, rel=0.05) and "fitted on val" in why
+    labels, proba = sampled(1.0)
+    monkeypatch.setattr(calibration, "fit_temperature", lambda labels, proba: 3.0)  # a fit that makes ECE worse
+    temperature, why = calibration.choose_temperature(labels, proba)
+    assert temperature == 1.0 and "none is applied" in why

@@ -29,6 +29,18 @@ def fit_temperature(labels: np.ndarray, proba: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def choose_temperature(labels: np.ndarray, proba: np.ndarray) -> tuple[float, str]:
+    """The NLL-fitted temperature if it also lowers the expected calibration error on these (validation)
+    labels, else 1.0 (leave the model as it is); with the reason, for the report."""
+    fitted = fit_temperature(labels, proba)
+    before = expected_calibration_error(labels, proba)
+    after = expected_calibration_error(labels, apply_temperature(proba, fitted))
+    if after <= before:
+        return fitted, f"fitted on val (NLL); val ECE {before:.4f} → {after:.4f}"
+    return 1.0, (f"fitted T = {fitted:.3f} (NLL) would raise val ECE {before:.4f} → {after:.4f}, "
+                 "so none is applied")
+
+
 def reliability(labels: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
     """Per confidence bin (equal width over [0, 1]): mean confidence, accuracy and image count."""
     confidence, correct = proba.max(axis=1), proba.argmax(axis=1) == labels
