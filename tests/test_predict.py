@@ -187,3 +187,19 @@ def test_detector_is_chosen_on_the_command_line(tiny_export, photos, tmp_path): 
     assert report["detector"] == "haar" and [f["detector"] for f in report["images"][0]["faces"]] == ["haar"]
     with pytest.raises(SystemExit):
         main(["predict", str(photos["face.jpg"]), "--model", str(tiny_export), "--detector", "yunet"])
+
+
+def test_the_cli_scores_faces_with_the_pipelines_ten_crop_by_default(photos, tiny_export, tmp_path):  # noqa: F811
+    import json
+
+    from emotion.cli import main
+    from emotion.evaluation import predict_proba
+
+    crop = photos["crop.png"]
+    main(["predict", str(crop), "--model", str(tiny_export), "--out", str(tmp_path), "--no-annotated"])
+    (image,) = json.loads((tmp_path / "predictions.json").read_text())["images"]
+    got = list(image["faces"][0]["probabilities"].values())
+    pixels = read_image(crop)[None]
+    classifier = load_classifier(tiny_export)
+    np.testing.assert_allclose(got, predict_proba(classifier, pixels, tta="tencrop")[0], atol=1e-5)
+    assert not np.allclose(got, classifier.predict_proba(pixels)[0], atol=1e-5)  # the views do change the answer

@@ -56,7 +56,7 @@ class Analyzer:
     """A loaded model plus face-finding settings: images in, per-face probabilities out."""
 
     def __init__(self, model: str | Path, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
-                 batch_size: int = 256, detector: str = DEFAULT_DETECTOR):
+                 batch_size: int = 256, detector: str = DEFAULT_DETECTOR, tta: str = "none"):
         from emotion.inference import load_classifier, read_labels
 
         if not 0 <= margin <= 1:
@@ -72,12 +72,17 @@ class Analyzer:
         self.model_name = str(model)
         self.runtime = self.classifier.runtime
         self.mode, self.margin, self.batch_size = mode, margin, batch_size
+        if tta not in ("none", "flip", "tencrop"):
+            raise EmotionError(f"--tta {tta}: choose none, flip or tencrop")
+        self.tta = tta  # views averaged per face, as the evaluate stage scores (evaluation.tta_views)
 
     def classify(self, faces_per_image: list[list[Face]]) -> list[list[FaceResult]]:
         """One model call for the faces of all images (batched), split back per image."""
         flat = [face for faces in faces_per_image for face in faces]
         pixels = np.stack([f.pixels for f in flat]) if flat else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-        proba = self.classifier.predict_proba(pixels, batch_size=self.batch_size)
+        from emotion.evaluation import predict_proba
+
+        proba = predict_proba(self.classifier, pixels, self.batch_size, self.tta)
         results, i = [], 0
         for faces in faces_per_image:
             results.append([FaceResult(f, proba[i + k]) for k, f in enumerate(faces)])
