@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.evaluation import predict_proba
+from emotion.evaluation import TENCROP_SIDE, predict_proba
 from emotion.fileio import load_npz
 from emotion.inference import RUNTIME_ORDER, load_classifier
 from emotion.training import cpu_name
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("models/export"))
     parser.add_argument("--data", type=Path, default=Path("data/prepared/val.npz"))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--tta-crop", type=float, default=40 / 48)
+    parser.add_argument("--tta-crop", type=float, default=TENCROP_SIDE)
     args = parser.parse_args()
     data = load_npz(args.data)
     batch = data["images"][:256]
