@@ -5,7 +5,8 @@ import numpy as np
 
 from emotion import plots
 from emotion.config import load_params
-from emotion.data import CLASSES, build_manifest, dataset_stats, read_image
+from emotion.data import CLASSES, build_manifest, dataset_stats
+from emotion.images import read_image
 from emotion.errors import one_line_errors
 from emotion.fileio import atomic_path, write_json
 from emotion.pipeline import StageInputs

@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion.data import read_image, to_model_input
+from emotion.images import open_image, read_image, to_model_input
 from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
 from emotion.errors import EmotionError
 from emotion.faces import find_faces, with_margin
-from emotion.predict import open_image
 from inference_fixtures import face_photo_path, photos  # noqa: F401
 
 

@@ -20,9 +20,9 @@ from PIL import Image, ImageFile
 
 import emotion.video  # noqa: F401  (first: it quiets OpenCV's and FFmpeg's own logs before any clip is written)
 from emotion.cli import main
-from emotion.data import flatten_alpha
+from emotion.images import ImageTooLarge, UnreadableImage, flatten_alpha, open_image
 from emotion.errors import EmotionError
-from emotion.predict import Analyzer, ImageTooLarge, UnreadableImage, open_image, predict_paths
+from emotion.predict import Analyzer, predict_paths
 from emotion.serve import create_app
 from inference_fixtures import face_photo_path, tiny_export  # noqa: F401
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from emotion.cli import main
-from emotion.data import CLASSES, read_image
+from emotion.data import CLASSES
+from emotion.images import read_image
 from emotion.errors import EmotionError
 from emotion.inference import load_classifier
 from emotion.predict import Analyzer, Progress, predict_paths

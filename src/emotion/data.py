@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
 from emotion.errors import EmotionError
 from emotion.fileio import atomic_path
+from emotion.images import IMAGE_SIZE, image_header, read_image
 
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 FOLDERS = ("train", "test")
-IMAGE_SIZE = 48
 _USAGE = re.compile(r"^(Training|PublicTest|PrivateTest)_")
 _FIX_SOURCE = "run `emotion fetch PATH` (or `make run SOURCE=PATH`) with a local fer2013.zip or its extracted folder"
 SOURCE_DIR = Path("data/source")  # the archive the pipeline starts from, tracked by content in data/source.dvc
@@ -105,32 +104,6 @@ def _copy_layout(root: Path, dest: Path) -> None:
 
 # --- reading images ---------------------------------------------------------------------------
 
-def flatten_alpha(image: Image.Image) -> Image.Image:
-    """Transparent pixels become white, so a cut-out face is not read as a dark background."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image.convert("RGBA"))
-    return image
-
-
-def to_model_input(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Grayscale uint8 size×size: the one conversion used for training data and at inference."""
-    gray = flatten_alpha(image).convert("L")
-    if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
-
-
-def read_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Decode one image file with PIL; raise EmotionError naming the file if it is unreadable."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return to_model_input(image, size)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise EmotionError(f"{path}: not a readable image ({err})") from None
-
-
 def list_class_folders(root: Path, allow_missing: bool) -> dict[str, Path]:
     """Class-name → folder for `root`, refusing unknown class folders."""
     if not root.is_dir():
@@ -188,12 +161,10 @@ def _describe(file: Path, raw_dir: Path, folder: str, label: str, blank_std_max:
         return None
     data = file.read_bytes()
     try:
-        with Image.open(file) as image:
-            image.load()
-            fmt, mode, (width, height) = image.format, image.mode, image.size
-            pixels = to_model_input(image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        reason = "not an image" if isinstance(err, UnidentifiedImageError) else f"corrupt image ({err})"
+        fmt, mode, width, height = image_header(file)
+        pixels = read_image(file)
+    except EmotionError as err:  # the decoder's one line: "<file>: <reason>; <fix>"
+        reason = str(err).removeprefix(f"{file}: ")
         skipped.append(Skipped(rel, reason))
         print(f"  skipped {rel}: {reason}", flush=True)
         return None

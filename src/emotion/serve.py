@@ -20,8 +20,8 @@ from emotion.data import CLASSES
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
 from emotion.faces import FaceMode
-from emotion.predict import (IMAGE_SUFFIXES, Analyzer, ImageTooLarge, annotate, encode_image, image_size,
-                             open_image)
+from emotion.images import ImageTooLarge, image_size, open_image
+from emotion.predict import IMAGE_SUFFIXES, Analyzer, annotate, encode_image
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_UPLOAD_MB = 10.0
