@@ -88,7 +88,8 @@ def test_training_learns_saves_best_model_and_logs_every_epoch(tiny_train, tmp_p
     summary = fit_and_save(params, fake_split(60, 0), fake_split(4, 1), path, live)
     assert live.steps == summary["epochs_run"] == 5
     assert len(live.metrics["val/accuracy"]) == 5 and "train/loss" in live.metrics
-    assert summary["best_val_accuracy"] == pytest.approx(max(live.metrics["val/accuracy"]))
+    scored = live.metrics["val/accuracy"] + live.metrics.get("val/ema_accuracy", [])  # raw and averaged weights
+    assert summary["best_val_accuracy"] == pytest.approx(max(scored))
     assert summary["best_val_accuracy"] > 0.5  # chance is 1/7: it learned the stripes
     # the hidden inputs are recorded with the metrics, so `dvc exp show` tells runs apart
     assert summary["precision"] == "float32" and summary["backend"] == keras.backend.backend()
@@ -98,6 +99,28 @@ def test_training_learns_saves_best_model_and_logs_every_epoch(tiny_train, tmp_p
     val = fake_split(4, 1)
     accuracy = (np.asarray(saved(val["images"][..., None].astype("float32"))).argmax(1) == val["labels"]).mean()
     assert accuracy == pytest.approx(summary["best_val_accuracy"], abs=1e-6)  # the best epoch was kept
+
+
+def test_the_weight_average_is_scored_each_epoch_and_kept_only_when_it_wins(tiny_train, tmp_path):
+    params = dataclasses.replace(tiny_train, epochs=4, lr=0.003, batch_size=4)
+    data = fake_split(20, 0), fake_split(4, 1)
+    runs = {}
+    for ema in (0.0, 0.9):
+        live = FakeLive()
+        model, summary = train(dataclasses.replace(params, ema=ema), *data, live, tmp_path / f"state-{ema}")
+        runs[ema] = live, model, summary
+    (plain, _, plain_summary), (averaged, model, summary) = runs[0.0], runs[0.9]
+    assert "val/ema_accuracy" not in plain.metrics and plain_summary["best_weights"] == "raw"
+    # scoring the average swaps the raw weights back: training itself is untouched
+    assert averaged.metrics["val/accuracy"] == plain.metrics["val/accuracy"]
+    assert len(averaged.metrics["val/ema_accuracy"]) == 4
+    assert summary["best_val_accuracy_raw"] == max(averaged.metrics["val/accuracy"])
+    assert summary["best_val_accuracy_ema"] == max(averaged.metrics["val/ema_accuracy"])
+    winner = "ema" if summary["best_val_accuracy_ema"] > summary["best_val_accuracy_raw"] else "raw"
+    assert summary["best_weights"] == winner
+    val = data[1]
+    accuracy = (np.asarray(model(val["images"][..., None].astype("float32"))).argmax(1) == val["labels"]).mean()
+    assert accuracy == pytest.approx(summary["best_val_accuracy"], abs=1e-6)  # the winner's weights are returned
 
 
 def test_training_is_repeatable_with_the_same_seed(tiny_train, tmp_path):
@@ -245,7 +268,8 @@ print("tensorflow imported:", "tensorflow" in sys.modules)
 def test_an_interrupted_run_resumes_to_bit_identical_weights(tiny_train, tmp_path, monkeypatch):
     """In-process version of tests/test_reproducibility.py's SIGKILL test: stop right after the state of
     epoch 2 is written, resume from it, and compare every weight with an uninterrupted run."""
-    params = dataclasses.replace(tiny_train, epochs=4, dropout=0.25)  # default augmentation: every random layer
+    # default augmentation: every random layer; the weight average is optimizer state that must resume too
+    params = dataclasses.replace(tiny_train, epochs=4, dropout=0.25, ema=0.9)
     data = fake_split(6, 0), fake_split(2, 1)
     uninterrupted, _ = train(params, *data, FakeLive(), tmp_path / "a")
 

@@ -82,6 +82,7 @@ class TrainParams:
     schedule: Literal["cosine", "onecycle", "plateau", "constant"]
     warmup_epochs: int
     label_smoothing: float
+    ema: float  # momentum of an exponential moving average of the weights, scored on val each epoch (0 = off)
     class_weight: Literal["none", "sqrt", "balanced"]
     sampling: Literal["shuffle", "balanced"]  # balanced: every class equally likely in each batch
     patience: int  # early stopping on validation accuracy
@@ -152,6 +153,8 @@ def check_combinations(params: Params, source: str) -> Params:
                            f"('preprocess.image_size'; {size} = no cropping)")
     if train.devices != "auto" and train.devices < 1:
         raise EmotionError(f"{source}: 'train.devices' is {train.devices}; use auto or 1 or more")
+    if not 0 <= train.ema < 1:
+        raise EmotionError(f"{source}: 'train.ema' is {train.ema}; use 0 (off) or a momentum below 1, e.g. 0.999")
     if train.dense_units < 1:
         raise EmotionError(f"{source}: 'train.dense_units' is {train.dense_units}; use 1 or more (256 is the default)")
     if train.class_weight != "none" and train.sampling == "balanced":

@@ -128,9 +128,10 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 def make_optimizer(params: TrainParams, steps_per_epoch: int, lr: float | None = None, epochs: int | None = None):
     lr = learning_rate(params, steps_per_epoch, lr, epochs)
+    average = {"use_ema": True, "ema_momentum": params.ema} if params.ema else {}
     if params.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=params.weight_decay)
-    return keras.optimizers.AdamW(lr, weight_decay=params.weight_decay)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=params.weight_decay, **average)
+    return keras.optimizers.AdamW(lr, weight_decay=params.weight_decay, **average)
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:
@@ -195,21 +196,55 @@ class LiveLogger(keras.callbacks.Callback):
         self.live.next_step()
 
 
+class ScoreAverage(keras.callbacks.Callback):
+    """train.ema: the optimizer keeps an exponential moving average of the trainable weights (Polyak
+    averaging, `use_ema`). At each epoch end this scores the average on val as `val_ema_accuracy` and
+    keeps its weights in `self.weights` for KeepBest; the raw weights go back and train on untouched.
+    Batch-norm statistics are not averaged: the average runs with the current ones."""
+
+    def __init__(self, classifier: keras.Model, val_set: dict, devices: int = 1, batch_size: int = 256):
+        super().__init__()
+        self.classifier, self.batch_size, self.labels = classifier, batch_size, val_set["labels"]
+        images = as_model_input(val_set["images"])
+        self.images = np.concatenate([images, images[:-len(images) % devices]])  # splits evenly over devices
+        self.weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        pairs = [(v, a) for v, a in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)
+                 if a is not None]  # the same private pairing keras.callbacks.SwapEMAWeights swaps
+        raw = [keras.ops.convert_to_numpy(v.value) for v, _ in pairs]
+        for variable, average in pairs:
+            variable.assign(average)
+        proba = self.classifier.predict(self.images, batch_size=self.batch_size, verbose=0)
+        logs["val_ema_accuracy"] = float((np.argmax(proba[:len(self.labels)], axis=1) == self.labels).mean())
+        self.weights = self.classifier.get_weights()
+        for (variable, _), value in zip(pairs, raw):
+            variable.assign(value)
+
+
 class KeepBest(keras.callbacks.Callback):
     """Best weights on validation accuracy, kept in memory and restored at the end, and early stopping:
     a phase ends after `patience` epochs without a new best (counted from the phase's start at the
-    earliest, so early stopping ends a phase, not the fine-tuning)."""
+    earliest, so early stopping ends a phase, not the fine-tuning). With a ScoreAverage before it, the
+    weight average competes too: the better of the raw and the averaged weights on val is kept."""
 
-    def __init__(self, classifier: keras.Model, patience: int, monitor: str = "val_accuracy"):
+    def __init__(self, classifier: keras.Model, patience: int, average: ScoreAverage | None = None):
         super().__init__()
-        self.classifier, self.patience, self.monitor = classifier, patience, monitor
+        self.classifier, self.patience, self.average = classifier, patience, average
         self.best, self.best_epoch, self.weights, self.phase_start = -math.inf, -1, None, 0
+        self.best_source, self.best_by_source = "raw", {}
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
-            self.best, self.best_epoch = float(value), epoch
-            self.weights = self.classifier.get_weights()
+        logs = logs or {}
+        for source, key in (("raw", "val_accuracy"), ("ema", "val_ema_accuracy")):
+            value = logs.get(key)
+            if value is None:
+                continue
+            self.best_by_source[source] = max(self.best_by_source.get(source, -math.inf), float(value))
+            if value > self.best:
+                self.best, self.best_epoch, self.best_source = float(value), epoch, source
+                self.weights = self.average.weights if source == "ema" else self.classifier.get_weights()
         if epoch - max(self.best_epoch, self.phase_start) >= self.patience:
             self.model.stop_training = True
 
@@ -249,6 +284,7 @@ class TrainingState(keras.callbacks.Callback):
         n_best = sum(key.startswith("best") for key in arrays)
         self.best.weights = [arrays[f"best{i:04d}"] for i in range(n_best)] or None
         self.best.best, self.best.best_epoch, self.epochs_run = meta["best"], meta["best_epoch"], meta["epochs_run"]
+        self.best.best_source, self.best.best_by_source = meta["best_source"], meta["best_by_source"]
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs_run += 1
@@ -256,7 +292,8 @@ class TrainingState(keras.callbacks.Callback):
                   for name, variables in self._groups().items() for i, v in enumerate(variables)}
         arrays.update({f"best{i:04d}": w for i, w in enumerate(self.best.weights or [])})
         meta = {"fingerprint": self.fingerprint, "epoch": epoch + 1, "phase": self.phase, "best": self.best.best,
-                "best_epoch": self.best.best_epoch, "elapsed_s": self.logger.elapsed_s, "epochs_run": self.epochs_run,
+                "best_epoch": self.best.best_epoch, "best_source": self.best.best_source,
+                "best_by_source": self.best.best_by_source, "elapsed_s": self.logger.elapsed_s, "epochs_run": self.epochs_run,
                 "stopped": bool(self.trainer.stop_training), "complete": False}
         write_state(self.folder, meta, arrays)
 
@@ -305,9 +342,12 @@ def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: 
     saved = saved_state(state_dir, fingerprint)
     if saved:
         print(f"train: resuming after epoch {saved['epoch']} from {state_dir}", flush=True)
-    best, logger = KeepBest(classifier, params.patience), LiveLogger(live, (saved or {}).get("elapsed_s", 0.0))
+    average = ScoreAverage(classifier, val_set, devices) if params.ema else None
+    best, logger = KeepBest(classifier, params.patience, average), LiveLogger(live, (saved or {}).get("elapsed_s", 0.0))
     state = TrainingState(state_dir, fingerprint, trainer, best, logger)
-    callbacks = [best, state, logger]  # state before the log: a kill in between loses a log line, never doubles one
+    # the average is scored before KeepBest reads it; state before the log: a kill in between loses a
+    # log line, never doubles one
+    callbacks = [average, best, state, logger] if average else [best, state, logger]
     if params.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(params.patience // 3, 1)))
     inputs, resume_phase = fit_inputs(params, train_set, val_set, devices), (saved or {}).get("phase", 0)
@@ -333,7 +373,9 @@ def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: 
     keras.mixed_precision.set_dtype_policy("float32")
     plain = build_model(dataclasses.replace(params, weights="none"), image_size)  # float32; no second download
     plain.set_weights(classifier.get_weights())
-    return plain, {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best, "epochs_run": state.epochs_run,
+    return plain, {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best, "best_weights": best.best_source,
+                   **{f"best_val_accuracy_{source}": value for source, value in best.best_by_source.items()},
+                   "epochs_run": state.epochs_run,
                    "precision": precision, "devices": devices, **environment()}
 
 
