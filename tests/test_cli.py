@@ -29,6 +29,17 @@ def test_evaluate_any_folder_of_class_subfolders(model_path, fake_fer, tmp_path,
     assert result["images"] == 22 and 0 <= result["accuracy"] <= 1 and "per_class" in result
 
 
+def test_evaluate_lists_unreadable_files_counts_them_and_scores_the_rest(model_path, fake_fer, tmp_path, capsys):
+    (fake_fer / "test/angry/broken.jpg").write_bytes(b"\xff\xd8\xff" + bytes(40))  # a truncated JPEG
+    (fake_fer / "test/sad/notes.png").write_text("not a picture")
+    out = tmp_path / "scores.json"
+    main(["evaluate", str(model_path), str(fake_fer / "test"), "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "broken.jpg" in printed and "notes.png" in printed
+    assert "skipped 2 unreadable file(s) of 23; scoring the other 21" in printed
+    assert json.loads(out.read_text())["images"] == 21
+
+
 def test_evaluate_on_missing_folder_is_one_line(model_path, tmp_path):
     run = subprocess.run([sys.executable, "-m", "emotion", "evaluate", str(model_path), str(tmp_path / "nowhere")],
                          capture_output=True, text=True, cwd=REPO)

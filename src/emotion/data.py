@@ -286,17 +286,20 @@ def pack_split(raw_dir: Path, rows: pd.DataFrame, image_size: int, progress_ever
 
 def read_labelled_folder(root: Path, image_size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
     """Any folder of class subfolders (FER2013 layout or another dataset, PNG or JPEG) as arrays.
-    Unreadable files are skipped with a printed line."""
-    images, labels, ids = [], [], []
+    Unreadable files are skipped, each with a printed line, then their count."""
+    images, labels, ids, skipped = [], [], [], 0
     for label, class_dir in list_class_folders(Path(root), allow_missing=True).items():
         for file in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
             try:
                 images.append(read_image(file, image_size))
             except EmotionError as err:
                 print(f"  skipped {err}")
+                skipped += 1
                 continue
             labels.append(CLASSES.index(label))
             ids.append(file.relative_to(root).as_posix())
     if not images:
         raise EmotionError(f"{root}: no readable images in its class folders")
+    if skipped:
+        print(f"  skipped {skipped} unreadable file(s) of {skipped + len(images)}; scoring the other {len(images)}")
     return {"images": np.stack(images), "labels": np.array(labels, dtype=np.int64), "ids": np.array(ids, dtype=str)}
