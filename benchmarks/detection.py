@@ -50,7 +50,7 @@ def evaluate(name: str, scenes, empties) -> dict:
 def end_to_end(name: str, model: Path, scenes) -> dict:
     """decode + detect + crop + classify per 640×480 JPEG, as `emotion predict` and `serve` do (no annotation)."""
     from emotion.images import open_image
-    from emotion.predict import Analyzer
+    from emotion.analyzer import Analyzer
 
     analyzer = Analyzer(model, detector=name)
     photos = []

@@ -23,7 +23,8 @@ from PIL import Image
 from emotion.faces import find_faces
 from emotion.inference import RUNTIME_ORDER, load_classifier
 from emotion.images import open_image
-from emotion.predict import Analyzer, annotate, encode_image
+from emotion.analyzer import Analyzer
+from emotion.drawing import annotate, encode_image
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -22,7 +22,8 @@ import emotion.video  # noqa: F401  (first: it quiets OpenCV's and FFmpeg's own 
 from emotion.cli import main
 from emotion.images import ImageTooLarge, UnreadableImage, flatten_alpha, open_image
 from emotion.errors import EmotionError
-from emotion.predict import Analyzer, predict_paths
+from emotion.analyzer import Analyzer
+from emotion.predict import predict_paths
 from emotion.serve import create_app
 from inference_fixtures import face_photo_path, tiny_export  # noqa: F401
 

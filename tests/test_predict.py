@@ -14,7 +14,8 @@ from emotion.data import CLASSES
 from emotion.images import read_image
 from emotion.errors import EmotionError
 from emotion.inference import load_classifier
-from emotion.predict import Analyzer, Progress, predict_paths
+from emotion.analyzer import Analyzer
+from emotion.predict import Progress, predict_paths
 from inference_fixtures import face_photo_path, photos, tiny_export  # noqa: F401
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from emotion.cli import main
 from emotion.errors import EmotionError
 from emotion.faces import Face
-from emotion.predict import Analyzer, FaceResult
+from emotion.analyzer import Analyzer, FaceResult
 from emotion.video import Tracker, process_video
 from inference_fixtures import face_photo_path, tiny_export  # noqa: F401
 

@@ -157,7 +157,8 @@ def _report(args) -> None:
 
 
 def _predict(args) -> None:
-    from emotion.predict import Analyzer, format_summary, list_images, predict_paths
+    from emotion.analyzer import Analyzer
+    from emotion.predict import format_summary, list_images, predict_paths
 
     list_images(args.paths)  # a wrong path fails before the model loads
     analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size, args.detector, args.tta)
@@ -169,7 +170,7 @@ def _predict(args) -> None:
 
 
 def _video(args) -> None:
-    from emotion.predict import Analyzer
+    from emotion.analyzer import Analyzer
     from emotion.video import process_video
 
     out = args.out or Path(f"{Path(args.source).stem if not args.source.isdigit() else 'camera'}_emotion.mp4")

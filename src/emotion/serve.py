@@ -21,7 +21,9 @@ from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
 from emotion.faces import FaceMode
 from emotion.images import ImageTooLarge, image_size, open_image
-from emotion.predict import IMAGE_SUFFIXES, Analyzer, annotate, encode_image
+from emotion.analyzer import Analyzer
+from emotion.drawing import annotate, encode_image
+from emotion.predict import IMAGE_SUFFIXES
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_UPLOAD_MB = 10.0

@@ -17,7 +17,8 @@ from PIL import Image
 from emotion.data import CLASSES
 from emotion.errors import EmotionError
 from emotion.fileio import atomic_path
-from emotion.predict import Analyzer, FaceResult, draw_results
+from emotion.analyzer import Analyzer, FaceResult
+from emotion.drawing import draw_results
 
 # FFmpeg's and OpenCV's own warnings (e.g. "moov atom not found") would bury our one-line errors.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

@@ -1,0 +1,87 @@
+"""The analyzer shared by `emotion predict`, `video` and `serve`: a loaded model plus face-finding
+settings; images in, per-face probabilities out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from emotion.data import CLASSES, IMAGE_SIZE
+from emotion.detectors import DEFAULT_DETECTOR, get_detector
+from emotion.errors import EmotionError
+from emotion.faces import DEFAULT_MARGIN, Face, FaceMode, find_faces
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    face: Face
+    probabilities: np.ndarray  # float32, 7, in CLASSES order
+
+    @property
+    def label(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def emotion(self) -> str:
+        return CLASSES[self.label]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.max())
+
+    def as_dict(self) -> dict:
+        x, y, w, h = self.face.box
+        return {"box": {"x": x, "y": y, "w": w, "h": h}, "detector": self.face.detector,
+                "emotion": self.emotion, "confidence": round(self.confidence, 5),
+                "probabilities": {c: round(float(p), 5) for c, p in zip(CLASSES, self.probabilities)}}
+
+
+class Analyzer:
+    """A loaded model plus face-finding settings: images in, per-face probabilities out."""
+
+    def __init__(self, model: str | Path, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
+                 batch_size: int = 256, detector: str = DEFAULT_DETECTOR, tta: str = "none"):
+        from emotion.inference import load_classifier, read_labels
+
+        if not 0 <= margin <= 1:
+            raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
+        if batch_size < 1:
+            raise EmotionError(f"--batch-size {batch_size}: use a positive number of faces per model call, e.g. 256")
+        self.detector = get_detector(detector)  # an unknown or missing detector fails before the model loads
+        model = Path(model)
+        labels = read_labels(model if model.is_dir() else model.parent)
+        if labels is not None and list(labels) != list(CLASSES):
+            raise EmotionError(f"{model}: labels.json lists {labels}, expected {list(CLASSES)}; re-export the model")
+        self.classifier = load_classifier(model)
+        self.model_name = str(model)
+        self.runtime = self.classifier.runtime
+        self.mode, self.margin, self.batch_size = mode, margin, batch_size
+        if tta not in ("none", "flip", "tencrop"):
+            raise EmotionError(f"--tta {tta}: choose none, flip or tencrop")
+        self.tta = tta  # views averaged per face, as the evaluate stage scores (evaluation.tta_views)
+
+    def classify(self, faces_per_image: list[list[Face]]) -> list[list[FaceResult]]:
+        """One model call for the faces of all images (batched), split back per image."""
+        flat = [face for faces in faces_per_image for face in faces]
+        pixels = np.stack([f.pixels for f in flat]) if flat else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        from emotion.evaluation import predict_proba
+
+        proba = predict_proba(self.classifier, pixels, self.batch_size, self.tta)
+        results, i = [], 0
+        for faces in faces_per_image:
+            results.append([FaceResult(f, proba[i + k]) for k, f in enumerate(faces)])
+            i += len(faces)
+        return results
+
+    def analyze(self, images: list[Image.Image], mode: FaceMode | None = None) -> list[list[FaceResult]]:
+        return self.classify([self.find_faces(image, mode) for image in images])
+
+    def find_faces(self, image: Image.Image, mode: FaceMode | None = None) -> list[Face]:
+        return find_faces(image, mode or self.mode, self.margin, self.detector)
+
+    def no_face_reason(self, image: Image.Image) -> str:
+        """Why an image gave no face: the result is empty, not an error."""
+        return (f"no face found by {self.detector.name} (it looks for faces of "
+                f"{self.detector.smallest_face(*image.size)} px and larger)")
