@@ -119,6 +119,14 @@ def test_each_app_takes_a_detector_and_defaults_to_the_cnn():
         assert parser.parse_args([*argv, "--detector", "haar"]).detector == "haar"
 
 
+def test_the_help_describes_every_registered_detector(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "--help"])
+    squeezed = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even after a hyphen
+    for name, cls in DETECTORS.items():
+        assert "".join(f"{name} ({cls.about})".split()) in squeezed
+
+
 def test_threads_share_one_detector_safely():
     detector, image = get_detector("blazeface"), grace_hopper().image
     want = detector.detect(image)

@@ -196,8 +196,8 @@ def _add_inference_parsers(sub) -> None:
     from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
 
     detector = {"choices": list(DETECTORS), "default": DEFAULT_DETECTOR,
-                "help": "face detector: blazeface (a CNN: finds tilted, small and unevenly lit faces), blazeface-short "
-                        "(its short-range model on smaller tiles) or haar (OpenCV's cascade) (default: %(default)s)"}
+                "help": "face detector: " + ", ".join(f"{name} ({cls.about})" for name, cls in DETECTORS.items())
+                        + " (default: %(default)s)"}
     tta = {"choices": ["none", "flip", "tencrop"], "default": "tencrop",
            "help": "views averaged per face, as the pipeline scores: tencrop (+2.0 points on val for the int8 model, "
                    "3.5 instead of 0.3 ms per face), flip, or none for speed (default: %(default)s)"}

