@@ -6,8 +6,10 @@ from PIL import Image
 from emotion.images import open_image, read_image, to_model_input
 from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
 from emotion.errors import EmotionError
+from emotion.detectors import Detection
 from emotion.faces import find_faces, with_margin
 from inference_fixtures import face_photo_path, photos  # noqa: F401
+from small_faces import group_with_a_small_face, small_face_photo
 
 
 def _inside(box, width, height):
@@ -18,7 +20,7 @@ def _inside(box, width, height):
 @pytest.mark.parametrize("detector", DETECTORS)
 def test_finds_the_face_in_a_real_photo(detector):
     image = open_image(face_photo_path())
-    (face,) = find_faces(image, detector=detector)
+    (face,) = find_faces(image, detector=detector).faces
     x, y, w, h = face.box
     assert _inside(face.box, *image.size)
     assert face.detector == detector and 0 < face.score <= 1
@@ -31,12 +33,12 @@ def test_finds_the_face_in_a_real_photo(detector):
 
 def test_the_default_detector_is_the_cnn():
     assert DEFAULT_DETECTOR == "blazeface"
-    assert [f.detector for f in find_faces(open_image(face_photo_path()))] == ["blazeface"]
+    assert [f.detector for f in find_faces(open_image(face_photo_path())).faces] == ["blazeface"]
 
 
 def test_crop_uses_the_training_conversion():
     image = open_image(face_photo_path())
-    (face,) = find_faces(image)
+    (face,) = find_faces(image).faces
     np.testing.assert_array_equal(face.pixels, to_model_input(image.crop(face.crop)))
 
 
@@ -46,7 +48,7 @@ def test_every_face_of_a_group_photo_largest_first(detector):
         group = Image.new("RGB", (1024, 600), "white")
         group.paste(photo, (0, 0))
         group.paste(photo.resize((384, 450)), (600, 100))
-    faces = find_faces(group, detector=detector)
+    faces = find_faces(group, detector=detector).faces
     assert len(faces) == 2
     assert faces[0].box[2] > faces[1].box[2] and faces[1].box[0] > 600
     assert all(_inside(f.box, *group.size) for f in faces)
@@ -56,24 +58,24 @@ def test_every_face_of_a_group_photo_largest_first(detector):
 def test_large_photo_is_searched_at_a_bounded_scale(detector):
     with Image.open(face_photo_path()) as photo:
         big = photo.resize((2048, 2400))
-    (face,) = find_faces(big, detector=detector)
+    (face,) = find_faces(big, detector=detector).faces
     assert 600 < face.box[2] < 1200 and _inside(face.box, *big.size)
 
 
 @pytest.mark.parametrize("detector", DETECTORS)
 def test_photo_without_a_face(photos, detector):  # noqa: F811
-    assert find_faces(open_image(photos["noface.jpg"]), detector=detector) == []
+    assert find_faces(open_image(photos["noface.jpg"]), detector=detector).faces == []
 
 
 def test_small_image_is_classified_whole(photos):  # noqa: F811
     image = open_image(photos["crop.png"])
-    (face,) = find_faces(image)
+    (face,) = find_faces(image).faces
     assert face.detector == "whole" and face.box == (0, 0, 48, 48)
     np.testing.assert_array_equal(face.pixels, read_image(photos["crop.png"]))
 
 
 def test_modes_override_the_size_rule(photos):  # noqa: F811
-    (whole,) = find_faces(open_image(face_photo_path()), mode="whole")
+    (whole,) = find_faces(open_image(face_photo_path()), mode="whole").faces
     assert whole.box == (0, 0, 512, 600)
     with pytest.raises(EmotionError, match="unknown face mode"):
         find_faces(open_image(photos["crop.png"]), mode="faces")
@@ -85,3 +87,51 @@ def test_margin_stays_inside_the_image(box):
     assert 0 <= left < right <= 120 and 0 <= top < bottom <= 100
     x, y, w, h = box
     assert left <= x and top <= y and right >= min(120, x + w) and bottom >= min(100, y + h)
+
+
+@pytest.mark.parametrize("detector", ["blazeface", "blazeface-short"])
+def test_a_real_face_below_the_minimum_is_reported_with_its_size_not_classified(detector):
+    found = find_faces(small_face_photo(), detector=detector)
+    (small,) = found.too_small
+    x, y, w, h = small.box
+    assert found.faces == [] and small.detector == detector and small.minimum == 40
+    assert 15 < max(w, h) < 40 and 290 < x + w / 2 < 350 and 210 < y + h / 2 < 270  # the face, in the middle
+    assert small.reason == found.reason == (f"face of {w}×{h} px is below the 40 px minimum; "
+                                            "use a larger photo or crop closer")
+    assert small.as_dict() == {"box": {"x": x, "y": y, "w": w, "h": h}, "detector": detector, "reason": small.reason}
+
+
+def test_a_small_face_beside_a_large_one_is_reported_and_the_large_one_classified():
+    found = find_faces(group_with_a_small_face())
+    (face,), (small,) = found.faces, found.too_small
+    assert face.box[2] > 150 and small.box[0] > 690 and found.reason is None
+
+
+class FixedBoxes:
+    """A detector that finds the given boxes, for the size rule's edges."""
+    name, about, install, min_face_px = "fixed", "boxes given", "", 40
+
+    def __init__(self, *boxes):
+        self.boxes = boxes
+
+    def detect(self, image):
+        return [Detection(box) for box in self.boxes]
+
+    def smallest_face(self, width, height):
+        return self.min_face_px
+
+
+def test_the_minimum_is_the_longer_side_of_the_box_and_everything_comes_largest_first():
+    image = Image.new("RGB", (300, 300))
+    found = find_faces(image, detector=FixedBoxes((0, 0, 39, 39), (50, 50, 40, 20), (100, 100, 90, 90),
+                                                  (200, 200, 12, 30)))
+    assert [f.box for f in found.faces] == [(100, 100, 90, 90), (50, 50, 40, 20)]
+    assert [f.box for f in found.too_small] == [(0, 0, 39, 39), (200, 200, 12, 30)]
+    only_small = find_faces(image, detector=FixedBoxes((0, 0, 39, 39), (200, 200, 12, 30)))
+    assert only_small.reason == ("2 faces found, all below the 40 px minimum (the largest is 39×39 px); "
+                                 "use a larger photo or crop closer")
+
+
+def test_a_small_image_is_a_crop_and_never_too_small():
+    found = find_faces(Image.new("L", (30, 30), 128))
+    assert [f.detector for f in found.faces] == ["whole"] and found.too_small == [] and found.reason is None

@@ -15,8 +15,9 @@ from emotion.images import read_image
 from emotion.errors import EmotionError
 from emotion.inference import load_classifier
 from emotion.analyzer import Analyzer
-from emotion.predict import Progress, predict_paths
+from emotion.predict import Progress, format_summary, predict_paths
 from inference_fixtures import face_photo_path, photos, tiny_export  # noqa: F401
+from small_faces import group_with_a_small_face, small_face_photo
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def test_folder_gives_one_record_per_image_file(folder_report):
     report, _ = folder_report
     records = _by_name(report)
     assert sorted(records) == ["corrupt.jpg", "crop.png", "face.jpg", "noface.jpg"]  # notes.txt is not an image
-    assert report["summary"] == {"images": 4, "with_faces": 2, "no_face": 1, "skipped": 1, "faces": 2,
-                                 "per_emotion": report["summary"]["per_emotion"]}
+    assert report["summary"] == {"images": 4, "with_faces": 2, "too_small": 0, "no_face": 1, "skipped": 1, "faces": 2,
+                                 "skipped_faces": 0, "per_emotion": report["summary"]["per_emotion"]}
     assert sum(report["summary"]["per_emotion"].values()) == 2
     assert report["runtime"] == "onnxruntime"
 
@@ -205,3 +206,39 @@ def test_the_cli_scores_faces_with_the_pipelines_ten_crop_by_default(photos, tin
     classifier = load_classifier(tiny_export)
     np.testing.assert_allclose(got, predict_proba(classifier, pixels, tta="tencrop")[0], atol=1e-5)
     assert not np.allclose(got, classifier.predict_proba(pixels)[0], atol=1e-5)  # the views do change the answer
+
+
+@pytest.fixture(scope="module")
+def small_face_report(analyzer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small_faces")
+    small_face_photo().save(folder / "small.jpg", quality=95)
+    group_with_a_small_face().save(folder / "group.jpg", quality=95)
+    return predict_paths([folder], folder / "out", analyzer, annotate_images=False), folder / "out"
+
+
+def test_a_face_below_the_minimum_is_reported_as_skipped_with_its_size(small_face_report):
+    small = _by_name(small_face_report[0])["small.jpg"]
+    (skipped,) = small["skipped_faces"]
+    box = skipped["box"]
+    assert small["status"] == "too_small" and small["faces"] == [] and max(box["w"], box["h"]) < 40
+    assert skipped["reason"] == small["reason"] == (f"face of {box['w']}×{box['h']} px is below the 40 px minimum; "
+                                                    "use a larger photo or crop closer")
+    group = _by_name(small_face_report[0])["group.jpg"]
+    assert group["status"] == "ok" and len(group["faces"]) == 1 and group["reason"] is None
+    assert [s["box"]["x"] > 690 for s in group["skipped_faces"]] == [True]
+
+
+def test_skipped_faces_in_the_summary_and_the_csv(small_face_report):
+    report, out = small_face_report
+    summary = report["summary"]
+    assert (summary["with_faces"], summary["too_small"], summary["faces"], summary["skipped_faces"]) == (1, 1, 1, 2)
+    assert format_summary(summary).startswith("2 images: 1 with faces (1 faces), 1 with only faces too small, "
+                                              "0 without a face, 0 skipped; 2 faces below the minimum size not "
+                                              "classified; faces per emotion: ")
+    with open(out / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["file"].rsplit("/", 1)[-1], r["status"]) for r in rows) == [
+        ("group.jpg", "ok"), ("group.jpg", "too_small"), ("small.jpg", "too_small")]
+    small_row = next(r for r in rows if r["file"].endswith("small.jpg"))
+    assert small_row["reason"].startswith(f"face of {small_row['w']}×{small_row['h']} px is below the 40 px minimum")
+    assert small_row["emotion"] == "" and small_row["detector"] == "blazeface"

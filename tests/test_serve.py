@@ -3,6 +3,7 @@ import base64
 import contextlib
 import io
 import os
+import re
 import select
 import socket
 import tempfile
@@ -20,9 +21,11 @@ from emotion.cli import main
 from emotion.data import CLASSES
 from emotion.detectors import Haar
 from emotion.errors import EmotionError
+from emotion.faces import FoundFaces
 from emotion.serve import PixelBudget, create_app
 from conftest import skip_or_fail
 from inference_fixtures import photos, tiny_export  # noqa: F401
+from small_faces import small_face_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -55,6 +58,7 @@ def test_predict_returns_faces_as_json(client, photos):  # noqa: F811
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert body["annotated_image"] is None
     assert face["detector"] == body["detector"] == "blazeface" and body["reason"] is None
+    assert body["skipped_faces"] == []
 
 
 def test_annotated_image_is_a_jpeg_of_the_photo(client, photos):  # noqa: F811
@@ -71,6 +75,16 @@ def test_crop_and_no_face(client, photos):  # noqa: F811
     empty = _post(client, photos["noface.jpg"]).json()
     assert empty["faces"] == [] and empty["detector"] == "blazeface"
     assert empty["reason"].startswith("no face found by blazeface") and "40 px" in empty["reason"]
+
+
+def test_a_face_below_the_minimum_is_listed_as_skipped_with_its_size(client, tmp_path):
+    small_face_photo().save(tmp_path / "small.jpg", quality=95)
+    body = _post(client, tmp_path / "small.jpg").json()
+    (skipped,) = body["skipped_faces"]
+    w, h = skipped["box"]["w"], skipped["box"]["h"]
+    assert body["faces"] == [] and max(w, h) < 40 and skipped["detector"] == "blazeface"
+    assert skipped["reason"] == body["reason"] == (f"face of {w}×{h} px is below the 40 px minimum; "
+                                                   "use a larger photo or crop closer")
 
 
 def test_not_an_image_is_415(client, photos):  # noqa: F811
@@ -205,6 +219,18 @@ def test_page_in_a_browser_shows_the_result(browser_page, server_url, photos):  
     assert page.locator("#error").inner_text() == ""
 
 
+def test_page_in_a_browser_says_a_face_was_too_small(browser_page, server_url, tmp_path):
+    small_face_photo().save(tmp_path / "small.jpg", quality=95)
+    page = browser_page
+    page.goto(server_url)
+    page.set_input_files("#file", str(tmp_path / "small.jpg"))
+    page.click("#submit")
+    page.wait_for_selector("#output:not([hidden])", timeout=15_000)
+    assert re.fullmatch(r"face of \d+×\d+ px is below the 40 px minimum; use a larger photo or crop closer",
+                        page.locator("#faces").inner_text())
+    assert page.locator("#status").inner_text().startswith("0 face(s), 1 too small to classify, 640×480")
+
+
 def test_page_in_a_browser_explains_a_bad_upload(browser_page, server_url, photos):  # noqa: F811
     page = browser_page
     page.goto(server_url)
@@ -266,13 +292,13 @@ class BlockingAnalyzer:
         self.entered, self.release = threading.Event(), threading.Event()
         self.detector = Haar()
 
-    def no_face_reason(self, image):
-        return "stub"
-
-    def analyze(self, images, mode=None):
+    def find_faces(self, image, mode=None):
         self.entered.set()
         self.release.wait(30)
-        return [[] for _ in images]
+        return FoundFaces([], [], "stub")
+
+    def classify(self, faces_per_image):
+        return [[] for _ in faces_per_image]
 
 
 def _wait_until(condition, timeout: float = 20) -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 from emotion.data import CLASSES, IMAGE_SIZE
 from emotion.detectors import DEFAULT_DETECTOR, get_detector
 from emotion.errors import EmotionError
-from emotion.faces import DEFAULT_MARGIN, Face, FaceMode, find_faces
+from emotion.faces import DEFAULT_MARGIN, Face, FaceMode, FoundFaces, find_faces
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,5 @@ class Analyzer:
             i += len(faces)
         return results
 
-    def analyze(self, images: list[Image.Image], mode: FaceMode | None = None) -> list[list[FaceResult]]:
-        return self.classify([self.find_faces(image, mode) for image in images])
-
-    def find_faces(self, image: Image.Image, mode: FaceMode | None = None) -> list[Face]:
+    def find_faces(self, image: Image.Image, mode: FaceMode | None = None) -> FoundFaces:
         return find_faces(image, mode or self.mode, self.margin, self.detector)
-
-    def no_face_reason(self, image: Image.Image) -> str:
-        """Why an image gave no face: the result is empty, not an error."""
-        return (f"no face found by {self.detector.name} (it looks for faces of "
-                f"{self.detector.smallest_face(*image.size)} px and larger)")

@@ -1,8 +1,9 @@
 """Face detectors behind one small interface, chosen by name (`--detector` in predict, video and serve).
 
 A detector is an object with `name`, `about` (its line in `--help`), `install` (the pip command that
-provides it), `smallest_face` and `detect(image) -> list[Detection]`: face boxes in image pixels, most
-confident first, each with the eye centres where the detector gives them. Adding one means a class
+provides it), `min_face_px` (smaller faces it finds are reported as too small to classify),
+`smallest_face` and `detect(image) -> list[Detection]`: face boxes in image pixels, most confident
+first, each with the eye centres where the detector gives them. Adding one means a class
 here and an entry in DETECTORS, nothing else: the apps' `--detector` choices and help, the tests'
 parametrisation and benchmarks/detection.py take their lists from DETECTORS.
 
@@ -43,6 +44,7 @@ class Detection:
 class Detector(Protocol):
     name: str
     about: str  # a few words for `--detector` in --help
+    min_face_px: int  # faces it finds smaller than this are reported as too small, not classified
     install: str  # the pip command that provides it, named in the error when it is missing
 
     def detect(self, image: Image.Image) -> list[Detection]:

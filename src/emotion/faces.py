@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from emotion.images import IMAGE_SIZE, to_model_input
-from emotion.detectors import DEFAULT_DETECTOR, Detector, get_detector
+from emotion.detectors import DEFAULT_DETECTOR, Detection, Detector, get_detector
 from emotion.errors import EmotionError
 
 FaceMode = Literal["auto", "detect", "whole"]
@@ -30,6 +30,46 @@ class Face:
     score: float = 1.0  # the detector's confidence (1 for Haar and whole images)
 
 
+@dataclass(frozen=True)
+class SmallFace:
+    """A face the detector found below its minimum size: too little detail to classify, so it is
+    reported with its size instead of classified."""
+    box: tuple[int, int, int, int]  # x, y, width, height in image pixels
+    detector: str
+    minimum: int  # px: the detector's min_face_px
+
+    @property
+    def reason(self) -> str:
+        _, _, w, h = self.box
+        return f"face of {w}×{h} px is below the {self.minimum} px minimum; use a larger photo or crop closer"
+
+    def as_dict(self) -> dict:
+        x, y, w, h = self.box
+        return {"box": {"x": x, "y": y, "w": w, "h": h}, "detector": self.detector, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class FoundFaces:
+    """One image searched: the faces to classify and those too small to, each largest first."""
+    faces: list[Face]
+    too_small: list[SmallFace]
+    detector: str  # the detector that searched, or "whole"
+    smallest: int = 0  # side in px of the smallest face it searched for
+
+    @property
+    def reason(self) -> str | None:
+        """Why there is no face to classify (None when there is one): the result is empty, not an error."""
+        if self.faces:
+            return None
+        if len(self.too_small) == 1:
+            return self.too_small[0].reason
+        if self.too_small:
+            _, _, w, h = self.too_small[0].box
+            return (f"{len(self.too_small)} faces found, all below the {self.too_small[0].minimum} px minimum "
+                    f"(the largest is {w}×{h} px); use a larger photo or crop closer")
+        return f"no face found by {self.detector} (it looks for faces of {self.smallest} px and larger)"
+
+
 def with_margin(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of a square grown by `margin` per side, clipped to the image."""
     x, y, w, h = box
@@ -44,19 +84,28 @@ def is_face_crop(image: Image.Image) -> bool:
 
 
 def find_faces(image: Image.Image, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
-               detector: str | Detector = DEFAULT_DETECTOR) -> list[Face]:
-    """Every face in `image` as model input, largest first. mode: auto (small images are crops,
-    others are searched), detect (always search), whole (the image is one face). `detector`: a name from
-    emotion.detectors.DETECTORS or a detector object."""
+               detector: str | Detector = DEFAULT_DETECTOR) -> FoundFaces:
+    """Every face in `image`, largest first: as model input, or as a SmallFace if it is below the
+    detector's minimum size. mode: auto (small images are crops, others are searched), detect (always
+    search), whole (the image is one face). `detector`: a name from emotion.detectors.DETECTORS or a
+    detector object."""
     if mode not in ("auto", "detect", "whole"):
         raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
     width, height = image.size
     if mode == "whole" or (mode == "auto" and is_face_crop(image)):
-        return [Face((0, 0, width, height), (0, 0, width, height), to_model_input(image, IMAGE_SIZE), "whole")]
+        whole = Face((0, 0, width, height), (0, 0, width, height), to_model_input(image, IMAGE_SIZE), "whole")
+        return FoundFaces([whole], [], "whole")
     found = get_detector(detector) if isinstance(detector, str) else detector
-    faces = []
+    faces, too_small = [], []
     for detection in sorted(found.detect(image), key=lambda d: -d.box[2] * d.box[3]):  # largest first
-        crop = with_margin(detection.box, margin, width, height)
-        faces.append(Face(detection.box, crop, to_model_input(image.crop(crop), IMAGE_SIZE), found.name,
-                          detection.score))
-    return faces
+        if max(detection.box[2:]) < found.min_face_px:  # the crop is a square on the longer side
+            too_small.append(SmallFace(detection.box, found.name, found.min_face_px))
+        else:
+            faces.append(cut_face(image, detection, margin, found.name))
+    return FoundFaces(faces, too_small, found.name, found.smallest_face(width, height))
+
+
+def cut_face(image: Image.Image, detection: Detection, margin: float, detector: str) -> Face:
+    """The detected face cut square with `margin` per side (clipped to the image), as model input."""
+    crop = with_margin(detection.box, margin, *image.size)
+    return Face(detection.box, crop, to_model_input(image.crop(crop), IMAGE_SIZE), detector, detection.score)

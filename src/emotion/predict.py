@@ -15,7 +15,7 @@ from emotion.analyzer import Analyzer, FaceResult
 from emotion.data import CLASSES
 from emotion.drawing import annotate, encode_image
 from emotion.errors import EmotionError
-from emotion.faces import Face
+from emotion.faces import Face, FoundFaces
 from emotion.fileio import atomic_path, write_json
 from emotion.images import open_image
 
@@ -85,8 +85,12 @@ class _Pending:
     file: Path
     name: Path  # of the annotated copy
     image: Image.Image | None
-    error: str | None
-    faces: list[Face]
+    error: str | None  # why the file was skipped
+    found: FoundFaces | None = None
+
+    @property
+    def faces(self) -> list[Face]:
+        return self.found.faces if self.found else []
 
 
 def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate_images: bool = True,
@@ -97,7 +101,7 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
 
     def flush():
         for item, results in zip(pending, analyzer.classify([p.faces for p in pending])):
-            records.append(_record(item, results, out_dir if annotate_images else None, bars, taken, analyzer))
+            records.append(_record(item, results, out_dir if annotate_images else None, bars, taken))
         pending.clear()
 
     files = list_images([Path(p) for p in paths])
@@ -122,20 +126,25 @@ def _load(file: Path, name: Path, analyzer: Analyzer) -> _Pending:
     try:
         image = open_image(file)
     except EmotionError as err:
-        return _Pending(file, name, None, str(err).removeprefix(f"{file}: "), [])
+        return _Pending(file, name, None, str(err).removeprefix(f"{file}: "))
     return _Pending(file, name, image, None, analyzer.find_faces(image))
 
 
-def _record(item: _Pending, results: list[FaceResult], annotated_dir: Path | None, bars: bool, taken: set,
-            analyzer: Analyzer) -> dict:
-    image = item.image
-    record = {"file": str(item.file), "status": "skipped" if item.error else ("ok" if results else "no_face"),
-              "reason": item.error or (None if results else analyzer.no_face_reason(image)), "width": image.width if image else None,
+def _record(item: _Pending, results: list[FaceResult], annotated_dir: Path | None, bars: bool, taken: set) -> dict:
+    image, too_small = item.image, item.found.too_small if item.found else []
+    record = {"file": str(item.file), "status": _status(item, results),
+              "reason": item.error or item.found.reason, "width": image.width if image else None,
               "height": image.height if image else None, "annotated": None,
-              "faces": [r.as_dict() for r in results]}
+              "faces": [r.as_dict() for r in results], "skipped_faces": [f.as_dict() for f in too_small]}
     if image and annotated_dir:
         record["annotated"] = _write_annotated(annotated_dir, item.name, image, results, bars, taken)
     return record
+
+
+def _status(item: _Pending, results: list[FaceResult]) -> str:
+    if item.error:
+        return "skipped"
+    return "ok" if results else "too_small" if item.found.too_small else "no_face"
 
 
 def _write_annotated(out_dir: Path, name: Path, image: Image.Image, faces, bars: bool, taken: set) -> str:
@@ -154,8 +163,9 @@ def _write_annotated(out_dir: Path, name: Path, image: Image.Image, faces, bars:
 def summarize(records: list[dict]) -> dict:
     per_emotion = Counter(face["emotion"] for r in records for face in r["faces"])
     status = Counter(r["status"] for r in records)
-    return {"images": len(records), "with_faces": status["ok"], "no_face": status["no_face"],
-            "skipped": status["skipped"], "faces": sum(per_emotion.values()),
+    return {"images": len(records), "with_faces": status["ok"], "too_small": status["too_small"],
+            "no_face": status["no_face"], "skipped": status["skipped"], "faces": sum(per_emotion.values()),
+            "skipped_faces": sum(len(r["skipped_faces"]) for r in records),
             "per_emotion": {c: per_emotion.get(c, 0) for c in CLASSES}}
 
 
@@ -165,15 +175,22 @@ def _write_csv(dest: Path, records: list[dict]) -> None:
         writer.writeheader()
         for r in records:
             base = {"file": r["file"], "status": r["status"], "reason": r["reason"] or ""}
-            if not r["faces"]:
+            if not r["faces"] and not r["skipped_faces"]:
                 writer.writerow(base)
             for i, face in enumerate(r["faces"]):
                 writer.writerow({**base, "face": i, **face["box"], "detector": face["detector"],
                                  "emotion": face["emotion"], "confidence": face["confidence"],
                                  **face["probabilities"]})
+            for small in r["skipped_faces"]:  # each with its own status and reason
+                writer.writerow({"file": r["file"], "status": "too_small", "reason": small["reason"], **small["box"],
+                                 "detector": small["detector"]})
 
 
 def format_summary(summary: dict) -> str:
     counts = ", ".join(f"{c} {n}" for c, n in summary["per_emotion"].items() if n) or "none"
-    return (f"{summary['images']} images: {summary['with_faces']} with faces ({summary['faces']} faces), "
-            f"{summary['no_face']} without a face, {summary['skipped']} skipped; faces per emotion: {counts}")
+    too_small = f"{summary['too_small']} with only faces too small, " if summary["too_small"] else ""
+    not_classified = (f"; {summary['skipped_faces']} faces below the minimum size not classified"
+                      if summary["skipped_faces"] else "")
+    return (f"{summary['images']} images: {summary['with_faces']} with faces ({summary['faces']} faces), {too_small}"
+            f"{summary['no_face']} without a face, {summary['skipped']} skipped{not_classified}; "
+            f"faces per emotion: {counts}")

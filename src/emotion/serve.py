@@ -54,14 +54,24 @@ class FaceOut(BaseModel):
     probabilities: dict[str, float] = Field(description="all seven class probabilities (sum to 1)")
 
 
+class SkippedFaceOut(BaseModel):
+    box: Box = Field(description="the face the detector found, in image pixels")
+    detector: str = Field(description="the face detector that found it")
+    reason: str = Field(description="why it was not classified: its size against the detector's minimum")
+
+
 class PredictOut(BaseModel):
     filename: str | None
     width: int
     height: int
     faces: list[FaceOut] = Field(description="largest face first; empty when no face was found")
+    skipped_faces: list[SkippedFaceOut] = Field(default_factory=list,
+                                                description="faces found but below the detector's minimum size, "
+                                                            "largest first: reported, not classified")
     detector: str = Field(description="the face detector that searched the photo (blazeface, haar...)")
     reason: str | None = Field(None, description="why `faces` is empty (no face found, and the smallest size "
-                                                 "looked for); null when faces were found")
+                                                 "looked for; or every face found too small); null when faces "
+                                                 "were found")
     runtime: str = Field(description="inference runtime that ran the model (onnxruntime, litert, keras...)")
     annotated_image: str | None = Field(None, description="data: URL of a JPEG with boxes and labels, "
                                                           "when annotated=true")
@@ -194,12 +204,13 @@ def create_app(model: str | Path = "models/export", max_upload_mb: float = MAX_U
             with _refusals():
                 image = open_image(data, name, max_pixels)
             with lock:
-                results = analyzer.analyze([image], faces)[0]
+                found = analyzer.find_faces(image, faces)
+                (results,) = analyzer.classify([found.faces])
             picture = _annotated(image, results) if annotated else None
         return PredictOut(filename=file.filename, width=image.width, height=image.height,
                           faces=[r.as_dict() for r in results], detector=analyzer.detector.name,
-                          reason=None if results else analyzer.no_face_reason(image), runtime=analyzer.runtime,
-                          annotated_image=picture)
+                          skipped_faces=[f.as_dict() for f in found.too_small], reason=found.reason,
+                          runtime=analyzer.runtime, annotated_image=picture)
 
     return app
 

@@ -184,7 +184,7 @@ def _frame_count(capture, source: str) -> int:
 
 def _analyze_frame(frame: np.ndarray, analyzer: Analyzer, tracker: Tracker) -> list[tuple[int, FaceResult]]:
     image = Image.fromarray(np.ascontiguousarray(frame[:, :, ::-1]))
-    results = analyzer.classify([analyzer.find_faces(image)])[0]
+    (results,) = analyzer.classify([analyzer.find_faces(image).faces])  # faces too small are not drawn or listed
     return tracker.update(results)
 
 
