@@ -1,6 +1,8 @@
 """Stage 7: models/model.keras, with the evaluate stage's temperature folded in → models/export/
 (SavedModel, ONNX, int8 ONNX, TFLite, labels, metadata), checking every format against Keras
-(probabilities and val accuracy) → metrics/export.json, and models/export/MODEL_CARD.md."""
+(probabilities and val accuracy) → metrics/export.json; every runtime scored as the apps run it
+(one view and the pipeline's TTA; accuracy, macro-F1, faces/s) → metrics/runtimes.json; and
+models/export/MODEL_CARD.md."""
 import json
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from emotion.export import export_model, sha256_file
 from emotion.fileio import load_npz, write_json, write_text
 from emotion.modelcard import model_card
 from emotion.pipeline import StageInputs
+from emotion.scorecard import score_runtimes
 
 
 @one_line_errors
@@ -31,9 +34,14 @@ def main():
                           calibration_images=val["images"][: params.export.calibration_images], val=val,
                           int8_max_accuracy_drop=params.export.int8_max_accuracy_drop,
                           temperature=scores["calibration"]["temperature"])
-    write_text("models/export/MODEL_CARD.md", model_card(metadata, scores, parity, to_dict(params)))
+    evaluate = params.evaluate
+    runtimes = score_runtimes(Path("models/export"), {"test": test, "val": val}, evaluate.tta, evaluate.tta_crop,
+                              evaluate.batch_size)
+    robustness = json.loads(Path("metrics/robustness.json").read_text())
+    write_text("models/export/MODEL_CARD.md", model_card(metadata, scores, parity, to_dict(params), runtimes, robustness))
     inputs.verify()
     write_json("metrics/export.json", parity)
+    write_json("metrics/runtimes.json", runtimes)
 
 
 if __name__ == "__main__":

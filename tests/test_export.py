@@ -134,3 +134,24 @@ def test_temperature_is_folded_into_every_export(keras_model, tmp_path):
     for name in ("model.keras", "model.onnx", "model.tflite"):
         np.testing.assert_allclose(load_classifier(out / name).predict_proba(images), expected, atol=1e-5)
     assert json.loads((out / "metadata.json").read_text())["temperature"] == 2.5
+
+
+def test_every_runtime_is_scored_as_the_apps_run_it(exported, keras_model):
+    from emotion.evaluation import predict_proba
+    from emotion.scorecard import runtime_table, score_runtimes
+
+    out, _, _ = exported
+    rng = np.random.default_rng(1)
+    splits = {split: {"images": rng.integers(0, 256, (9, 48, 48), dtype=np.uint8),
+                      "labels": rng.integers(0, len(CLASSES), 9)} for split in ("test", "val")}
+    runtimes = score_runtimes(out, splits, "tencrop", 0.833, batch_size=4)
+    assert set(runtimes) == {"model.int8.onnx", "model.onnx", "model.tflite", "model.keras", "saved_model"}
+    for views in runtimes.values():
+        assert set(views) == {"none", "tencrop"}
+        assert all(row["faces_per_s"] > 0 and set(row) == {"test", "val", "faces_per_s"} for row in views.values())
+    # the numbers are those of the file itself, under the views named
+    onnx = load_classifier(out / "model.onnx")
+    expected = (predict_proba(onnx, splits["val"]["images"], 4, "tencrop").argmax(1) == splits["val"]["labels"]).mean()
+    assert runtimes["model.onnx"]["tencrop"]["val"]["accuracy"] == pytest.approx(expected)
+    table = runtime_table(runtimes)
+    assert len(table) == 2 + 2 * 5 and table[2].startswith("| model.int8.onnx | none |")

@@ -13,8 +13,14 @@ def test_model_card_reports_what_the_pipeline_measured():
     report = {"keras": {"val_accuracy": 0.65}, "onnx_int8": {"val_accuracy": 0.648, "max_abs_diff": 0.03,
                                                             "size_bytes": 1_800_000, "argmax_agreement": 0.99}}
     metadata = {"model": "vgg", "data_sha256": {"train": "aa", "val": "bb", "test": "cc"}}
-    card = model_card(metadata, scores, report, {"train": {"lr": 0.002, "epochs": 32}})
-    for expected in ("# Model card: vgg", "65.43%", "64.12%", "single (the apps)", "| fear | 0.500 | 0.270 |",
+    runtimes = {"model.int8.onnx": {"none": {"test": {"accuracy": 0.6401, "macro_f1": 0.611}, "faces_per_s": 2500.0},
+                                    "tencrop": {"test": {"accuracy": 0.6577, "macro_f1": 0.632}, "faces_per_s": 280.4}}}
+    robustness = {"clean": 0.64, "mean_corrupted": 0.55, "accuracy": {"blur_2": 0.2051, "jpeg_10": 0.6}}
+    card = model_card(metadata, scores, report, {"train": {"lr": 0.002, "epochs": 32}}, runtimes, robustness)
+    for expected in ("| model.int8.onnx | none | 64.01% | 0.611 | 2,500 |", "| model.int8.onnx | tencrop | 65.77% |",
+                     "| blur_2 | 20.51% | -43.5 |", "55.00% on average"):
+        assert expected in card, expected
+    for expected in ("# Model card: vgg", "65.43%", "64.12%", "single (`--tta none`)", "| fear | 0.500 | 0.270 |",
                      "| onnx_int8 | 64.80% | 3.0e-02 | 1.8 MB |", "**1.234**", "0.0123", "- test: `cc`",
                      "lr: 0.002", "Out of scope", "no demographic labels"):
         assert expected in card, expected

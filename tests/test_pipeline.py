@@ -79,6 +79,11 @@ def test_metrics_have_every_key(repo):
     assert set(parity) == {"keras", "saved_model", "onnx", "onnx_int8", "tflite"}
     assert all(parity[f]["max_abs_diff"] < 1e-4 for f in ("saved_model", "onnx", "tflite"))
     assert all(0 <= parity[f]["val_accuracy"] <= 1 for f in parity)
+    runtimes = json.loads((repo / "metrics/runtimes.json").read_text())
+    assert set(runtimes) == {"model.int8.onnx", "model.onnx", "model.tflite", "model.keras", "saved_model"}
+    assert set(runtimes["model.onnx"]) == {"none", scores["tta"]} and "| model.int8.onnx |" in card
+    single = runtimes["model.keras"]["none"]["test"]["accuracy"]  # the export folds T in: same argmax
+    assert single == pytest.approx(scores["single_view"]["test"]["accuracy"])
 
 
 def test_dvc_sees_metrics_plots_and_a_clean_state(repo):

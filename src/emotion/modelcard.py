@@ -4,6 +4,7 @@ Everything in it comes from the pipeline's own outputs; nothing is typed in by h
 from __future__ import annotations
 
 from emotion.data import CLASSES
+from emotion.scorecard import runtime_table
 
 INTENDED = """\
 ## Intended use
@@ -31,26 +32,31 @@ INTENDED = """\
 """
 
 
-def model_card(metadata: dict, scores: dict, export_report: dict, params: dict) -> str:
+def model_card(metadata: dict, scores: dict, export_report: dict, params: dict, runtimes: dict | None = None,
+               robustness: dict | None = None) -> str:
     """The card as Markdown, from the export's metadata, metrics/eval.json, the export report
-    (per-format parity and val accuracy) and the params the pipeline ran with."""
+    (per-format parity and val accuracy), each runtime scored as the apps run it
+    (scorecard.score_runtimes), metrics/robustness.json and the params the pipeline ran with."""
     calibration = scores["calibration"]
     lines = [f"# Model card: {metadata['model']} facial-expression classifier", "",
              "Seven classes in this order: " + ", ".join(CLASSES) + ". Input: a 48×48 greyscale face crop "
              "(grey levels 0–255). Output: seven probabilities. The apps find faces first.", "", INTENDED,
              "## Performance", "",
-             f"Headline figures use the pipeline's test-time augmentation (`{scores['tta']}`). "
-             "The apps run a single view. Test is Kaggle's `test/` and was never used to choose anything. "
-             "Val was carved from `train/` and made every choice.", "",
+             f"Headline figures use the pipeline's test-time augmentation (`{scores['tta']}`), which the apps "
+             "(`emotion predict|video|serve`) run by default; `--tta none` gives the single view. Test is Kaggle's "
+             "`test/` and was never used to choose anything. Val was carved from `train/` and made every choice.", "",
              "| split | view | accuracy | macro-F1 |", "|---|---|---:|---:|"]
     for split in ("test", "val"):
         lines.append(f"| {split} | {scores['tta']} | {scores[split]['accuracy']:.2%} | {scores[split]['macro_f1']:.3f} |")
         single = scores["single_view"][split]
-        lines.append(f"| {split} | single (the apps) | {single['accuracy']:.2%} | {single['macro_f1']:.3f} |")
+        lines.append(f"| {split} | single (`--tta none`) | {single['accuracy']:.2%} | {single['macro_f1']:.3f} |")
     lines += ["", f"Per class on test ({scores['tta']}):", "", "| class | precision | recall | F1 | images |",
               "|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
               for name, c in scores["test"]["per_class"].items()]
+    if runtimes:
+        lines += ["", "Per runtime, on test, as the apps run each file of the export (faces/s: batches of 256 on "
+                  "the machine that ran the pipeline):", "", *runtime_table(runtimes)]
     lines += ["", "Per runtime, on val (single view), against the Keras model they were exported from:", "",
               "| runtime | val accuracy | max \\|Δp\\| vs Keras (256 test images) | size |", "|---|---:|---:|---:|"]
     for fmt, row in export_report.items():
@@ -59,12 +65,19 @@ def model_card(metadata: dict, scores: dict, export_report: dict, params: dict) 
         accuracy = f"{row['val_accuracy']:.2%}" if "val_accuracy" in row else ""
         lines.append(f"| {fmt} | {accuracy} | {parity} | {size} |")
     lines += ["", "## Calibration", "",
-              f"Every export divides the final logits by the temperature **{calibration['temperature']:.3f}**. "
-              "It was fitted on val by minimising NLL, so the probabilities the apps return are the calibrated "
-              "ones. ECE is the expected calibration error over 15 bins, and lower is better.", "",
+              f"Every export divides the final logits by the temperature **{calibration['temperature']:.3f}**, "
+              f"chosen on val ({calibration.get('choice', 'fitted by minimising NLL')}), so the probabilities the "
+              "apps return are the calibrated ones. ECE is the expected calibration error over 15 bins, and lower "
+              "is better.", "",
               "| split | ECE before | ECE after | NLL before | NLL after |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {split} | {calibration[split]['ece']:.4f} | {calibration[split]['ece_scaled']:.4f} | "
               f"{calibration[split]['nll']:.4f} | {calibration[split]['nll_scaled']:.4f} |" for split in ("test", "val")]
+    if robustness:
+        lines += ["", "## Robustness", "", f"Test accuracy (single view) is {robustness['clean']:.2%} on clean images and "
+                  f"{robustness['mean_corrupted']:.2%} on average under the corruptions a webcam or phone adds:", "",
+                  "| corruption | accuracy | change |", "|---|---:|---:|"]
+        lines += [f"| {name} | {value:.2%} | {(value - robustness['clean']) * 100:+.1f} |"
+                  for name, value in robustness["accuracy"].items()]
     lines += ["", "## Provenance", "", "Data (sha256 of the prepared arrays):", ""]
     lines += [f"- {split}: `{digest}`" for split, digest in metadata["data_sha256"].items()]
     lines += ["", "Parameters (`params.yaml` as the pipeline ran):", "", "```yaml", *_yaml(params), "```", ""]
