@@ -6,8 +6,9 @@ from PIL import Image
 from emotion.images import open_image, read_image, to_model_input
 from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
 from emotion.errors import EmotionError
-from emotion.detectors import Detection
-from emotion.faces import find_faces, with_margin
+from emotion.detectors import Detection, get_detector
+from emotion.faces import DEFAULT_ALIGN, eye_angle, find_faces, level_crop, with_margin
+from emotion.scenes import backgrounds, compose, face_patch, grace_hopper
 from inference_fixtures import face_photo_path, photos  # noqa: F401
 from small_faces import group_with_a_small_face, small_face_photo
 
@@ -38,8 +39,9 @@ def test_the_default_detector_is_the_cnn():
 
 def test_crop_uses_the_training_conversion():
     image = open_image(face_photo_path())
-    (face,) = find_faces(image).faces
+    (face,) = find_faces(image, align=False).faces
     np.testing.assert_array_equal(face.pixels, to_model_input(image.crop(face.crop)))
+    assert face.turned == 0
 
 
 @pytest.mark.parametrize("detector", DETECTORS)
@@ -135,3 +137,65 @@ def test_the_minimum_is_the_longer_side_of_the_box_and_everything_comes_largest_
 def test_a_small_image_is_a_crop_and_never_too_small():
     found = find_faces(Image.new("L", (30, 30), 128))
     assert [f.detector for f in found.faces] == ["whole"] and found.too_small == [] and found.reason is None
+
+
+def _tilted_portrait(tilt: float) -> Image.Image:
+    """Grace Hopper's face, 150 px wide, turned `tilt` degrees counter-clockwise on a plain 640×480 ground."""
+    return compose(backgrounds()["plain"], [(*face_patch(grace_hopper(), 150, tilt), "")], np.random.default_rng(0)).image
+
+
+def _eyes_in(crop: Image.Image):
+    """The eyes BlazeFace finds in a face crop, set on a grey ground twice its size (a tight crop alone has
+    too little around the face for it)."""
+    ground = Image.new("L", (2 * crop.width, 2 * crop.height), 128)
+    ground.paste(crop, (crop.width // 2, crop.height // 2))
+    (found,) = get_detector("blazeface").detect(ground)
+    return found.eyes
+
+
+@pytest.mark.parametrize("tilt", [-25, 20])
+def test_alignment_levels_the_eyes_of_a_tilted_real_face(tilt):
+    image = _tilted_portrait(tilt)
+    (detection,) = get_detector("blazeface").detect(image)
+    assert abs(eye_angle(detection.eyes)) > 15  # tilted as found
+    (face,) = find_faces(image, align=True).faces
+    assert face.turned == pytest.approx(eye_angle(detection.eyes))
+    level = level_crop(image, face.box, 0.1, face.turned)
+    assert abs(eye_angle(_eyes_in(level))) < 5
+    np.testing.assert_array_equal(face.pixels, to_model_input(level))
+
+
+def test_aligned_crops_of_a_tilted_face_look_like_the_upright_one():
+    def layout(tilt, align):  # 12×12: where the dark and light parts of the face are, not their texture
+        (face,) = find_faces(_tilted_portrait(tilt), align=align).faces
+        return np.asarray(Image.fromarray(face.pixels).resize((12, 12), Image.Resampling.BOX), float)
+
+    for tilt in (-20, 20):
+        aligned, plain = (np.abs(layout(tilt, align) - layout(0, align)).mean() for align in (True, False))
+        assert aligned < 0.5 * plain
+
+
+def test_alignment_off_keeps_the_crop_and_a_detector_without_eyes_is_never_turned():
+    image = _tilted_portrait(20)
+    (plain,) = find_faces(image, align=False).faces
+    np.testing.assert_array_equal(plain.pixels, to_model_input(image.crop(plain.crop)))
+    portrait = open_image(face_photo_path())  # upright: the cascade misses tilted faces
+    (haar_plain,), (haar_aligned,) = (find_faces(portrait, detector="haar", align=a).faces for a in (False, True))
+    np.testing.assert_array_equal(haar_plain.pixels, haar_aligned.pixels)
+    assert haar_aligned.turned == 0
+
+
+def test_aligned_crop_repeats_the_edge_where_it_overhangs_the_image():
+    image = Image.new("L", (100, 100), 200)
+    crop = level_crop(image, (0, 0, 60, 60), 0.1, 30)  # centred near the corner: mostly outside
+    assert crop.size == (72, 72) and np.asarray(crop).min() == 200  # no black corners
+
+
+def test_the_apps_default_is_what_the_measurement_chose():
+    from emotion.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["predict", "x.jpg"], ["video", "0"], ["serve"]):
+        assert parser.parse_args(argv).align is DEFAULT_ALIGN
+        assert parser.parse_args([*argv, "--align"]).align is True
+        assert parser.parse_args([*argv, "--no-align"]).align is False

@@ -192,6 +192,14 @@ def test_detector_is_chosen_on_the_command_line(tiny_export, photos, tmp_path): 
         main(["predict", str(photos["face.jpg"]), "--model", str(tiny_export), "--detector", "yunet"])
 
 
+def test_alignment_is_chosen_on_the_command_line_and_recorded(tiny_export, photos, tmp_path):  # noqa: F811
+    for flag, want in (("--align", True), ("--no-align", False)):
+        main(["predict", str(photos["face.jpg"]), "--model", str(tiny_export), "--out", str(tmp_path / flag),
+              flag, "--no-annotated"])
+        report = json.loads((tmp_path / flag / "predictions.json").read_text())
+        assert report["align"] is want and len(report["images"][0]["faces"]) == 1
+
+
 def test_the_cli_scores_faces_with_the_pipelines_ten_crop_by_default(photos, tiny_export, tmp_path):  # noqa: F811
     import json
 

@@ -11,7 +11,7 @@ from PIL import Image
 from emotion.data import CLASSES, IMAGE_SIZE
 from emotion.detectors import DEFAULT_DETECTOR, get_detector
 from emotion.errors import EmotionError
-from emotion.faces import DEFAULT_MARGIN, Face, FaceMode, FoundFaces, find_faces
+from emotion.faces import DEFAULT_ALIGN, DEFAULT_MARGIN, Face, FaceMode, FoundFaces, find_faces
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Analyzer:
     """A loaded model plus face-finding settings: images in, per-face probabilities out."""
 
     def __init__(self, model: str | Path, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
-                 batch_size: int = 256, detector: str = DEFAULT_DETECTOR, tta: str = "none"):
+                 batch_size: int = 256, detector: str = DEFAULT_DETECTOR, tta: str = "none",
+                 align: bool = DEFAULT_ALIGN):
         from emotion.inference import load_classifier, read_labels
 
         if not 0 <= margin <= 1:
@@ -57,7 +58,7 @@ class Analyzer:
         self.classifier = load_classifier(model)
         self.model_name = str(model)
         self.runtime = self.classifier.runtime
-        self.mode, self.margin, self.batch_size = mode, margin, batch_size
+        self.mode, self.margin, self.batch_size, self.align = mode, margin, batch_size, align
         if tta not in ("none", "flip", "tencrop"):
             raise EmotionError(f"--tta {tta}: choose none, flip or tencrop")
         self.tta = tta  # views averaged per face, as the evaluate stage scores (evaluation.tta_views)
@@ -76,4 +77,4 @@ class Analyzer:
         return results
 
     def find_faces(self, image: Image.Image, mode: FaceMode | None = None) -> FoundFaces:
-        return find_faces(image, mode or self.mode, self.margin, self.detector)
+        return find_faces(image, mode or self.mode, self.margin, self.detector, self.align)

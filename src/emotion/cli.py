@@ -161,7 +161,8 @@ def _predict(args) -> None:
     from emotion.predict import format_summary, list_images, predict_paths
 
     list_images(args.paths)  # a wrong path fails before the model loads
-    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size, args.detector, args.tta)
+    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size, args.detector, args.tta,
+                        args.align)
     report = predict_paths(args.paths, args.out, analyzer, not args.no_annotated, args.bars,
                            progress_stream=sys.stderr)
     print(format_summary(report["summary"]) + f"  ({analyzer.runtime})")
@@ -175,7 +176,8 @@ def _video(args) -> None:
 
     out = args.out or Path(f"{Path(args.source).stem if not args.source.isdigit() else 'camera'}_emotion.mp4")
     csv_path = args.csv or out.with_suffix(".csv")
-    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, detector=args.detector, tta=args.tta)
+    analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, detector=args.detector, tta=args.tta,
+                        align=args.align)
     result = process_video(args.source, out, csv_path, analyzer, args.smooth, not args.no_bars, args.max_frames,
                            args.show)
     print(f"{result['frames']} frames, {result['faces']} faces, {result['fps']} frames/s ({analyzer.runtime}); "
@@ -186,7 +188,7 @@ def _serve(args) -> None:
     from emotion.serve import run
 
     run(_local_model(args.model), args.host, args.port, args.max_upload_mb, args.max_megapixels, args.concurrency, args.queue,
-        args.cors_origin, args.detector, args.tta)
+        args.cors_origin, args.detector, args.tta, args.align)
 
 
 def _add_inference_parsers(sub) -> None:
@@ -194,10 +196,14 @@ def _add_inference_parsers(sub) -> None:
                   "(`emotion ensemble`), or a registered version: emotion@prod, emotion@v1.2.0 (default: %(default)s)")
     faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
     from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
+    from emotion.faces import DEFAULT_ALIGN
 
     detector = {"choices": list(DETECTORS), "default": DEFAULT_DETECTOR,
                 "help": "face detector: " + ", ".join(f"{name} ({cls.about})" for name, cls in DETECTORS.items())
                         + " (default: %(default)s)"}
+    align = {"action": argparse.BooleanOptionalAction, "default": DEFAULT_ALIGN,
+             "help": "turn each face so its eyes are level before the 48×48 cut, where the detector finds eyes; "
+                     "README: Finding faces has what it does to the answers (default: %(default)s)"}
     tta = {"choices": ["none", "flip", "tencrop"], "default": "tencrop",
            "help": "views averaged per face, as the pipeline scores: tencrop (+2.0 points on val for the int8 model, "
                    "3.5 instead of 0.3 ms per face), flip, or none for speed (default: %(default)s)"}
@@ -209,6 +215,7 @@ def _add_inference_parsers(sub) -> None:
     pr.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
     pr.add_argument("--detector", **detector)
     pr.add_argument("--tta", **tta)
+    pr.add_argument("--align", **align)
     pr.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--bars", action="store_true", help="draw probability bars beside each face")
@@ -223,6 +230,7 @@ def _add_inference_parsers(sub) -> None:
     vi.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
     vi.add_argument("--detector", **detector)
     vi.add_argument("--tta", **tta)
+    vi.add_argument("--align", **align)
     vi.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
     vi.add_argument("--smooth", type=float, default=0.5,
                     help="weight of the past in each tracked face's probabilities, 0 = none (default: %(default)s)")
@@ -235,6 +243,7 @@ def _add_inference_parsers(sub) -> None:
     se.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
     se.add_argument("--detector", **detector)
     se.add_argument("--tta", **tta)
+    se.add_argument("--align", **align)
     se.add_argument("--host", default="127.0.0.1",
                     help="address to listen on: 127.0.0.1 is this machine only; 0.0.0.0 is every network, so put a "
                          "reverse proxy with TLS in front (README: Security notes) (default: %(default)s)")

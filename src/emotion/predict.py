@@ -114,7 +114,7 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
                 flush()
         flush()
     report = {"model": analyzer.model_name, "runtime": analyzer.runtime, "face_mode": analyzer.mode,
-              "detector": analyzer.detector.name,
+              "detector": analyzer.detector.name, "align": analyzer.align,
               "summary": summarize(records), "images": records}
     _write_csv(out_dir / "predictions.csv", records)
     write_json(out_dir / "predictions.json", report)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from emotion.data import CLASSES
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
-from emotion.faces import FaceMode
+from emotion.faces import DEFAULT_ALIGN, FaceMode
 from emotion.images import ImageTooLarge, image_size, open_image
 from emotion.analyzer import Analyzer
 from emotion.drawing import annotate, encode_image
@@ -161,10 +161,10 @@ def create_app(model: str | Path = "models/export", max_upload_mb: float = MAX_U
                analyzer: Analyzer | None = None, max_megapixels: float = MAX_MEGAPIXELS,
                concurrency: int = CONCURRENCY, queue: int = QUEUE, cors_origins: list[str] | None = None,
                upload_timeout_s: float = UPLOAD_TIMEOUT_S, detector: str = DEFAULT_DETECTOR,
-               tta: str = "none") -> FastAPI:
+               tta: str = "none", align: bool = DEFAULT_ALIGN) -> FastAPI:
     """The app, with the model loaded now so that a bad --model fails before the server starts."""
     _check_limits(max_upload_mb, max_megapixels, concurrency, queue)
-    analyzer = analyzer or Analyzer(model, detector=detector, tta=tta)
+    analyzer = analyzer or Analyzer(model, detector=detector, tta=tta, align=align)
     max_bytes, max_pixels = int(max_upload_mb * 1024 * 1024), int(max_megapixels * 1_000_000)
     admission, slots = Admission(concurrency + queue), anyio.Semaphore(concurrency)
     budget, lock = PixelBudget(max_pixels), threading.Lock()  # the lock: detector and model, one at a time
@@ -264,11 +264,12 @@ def _too_large(size: int, limit: int, so_far: bool = False) -> str:
 
 def run(model: str | Path, host: str, port: int, max_upload_mb: float = MAX_UPLOAD_MB,
         max_megapixels: float = MAX_MEGAPIXELS, concurrency: int = CONCURRENCY, queue: int = QUEUE,
-        cors_origins: list[str] | None = None, detector: str = DEFAULT_DETECTOR, tta: str = "none") -> None:
+        cors_origins: list[str] | None = None, detector: str = DEFAULT_DETECTOR, tta: str = "none",
+        align: bool = DEFAULT_ALIGN) -> None:
     import uvicorn
 
     app = create_app(model, max_upload_mb, max_megapixels=max_megapixels, concurrency=concurrency, queue=queue,
-                     cors_origins=cors_origins, detector=detector, tta=tta)
+                     cors_origins=cors_origins, detector=detector, tta=tta, align=align)
     print(f"serving {model} ({app.state.analyzer.runtime}) on http://{host}:{port}/  (API docs: /docs)",
           flush=True)
     if host not in LOOPBACK:
