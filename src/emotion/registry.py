@@ -7,13 +7,12 @@ exactly that commit's export folder (`dvc get`, from the DVC cache or remote).""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import yaml
 
 from emotion.errors import EmotionError
-from emotion.storage import dvc, repo_root
+from emotion.storage import get_at_commit, repo_root
 
 DEFAULT_ARTIFACT = "emotion"
 CACHE = Path(".emotion-cache/registry")
@@ -81,16 +80,7 @@ def fetch(name: str = DEFAULT_ARTIFACT, stage: str | None = None, version: str |
     target = artifact_path(root, name)
     dest = Path(out) if out else root / CACHE / name / entry["version"]
     if not (out is None and dest.exists()):
-        tmp = dest.with_name(dest.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        result = dvc("get", str(root), target, "--rev", entry["commit"], "-o", str(tmp), "--force", cwd=root)
-        if result.returncode != 0 or not tmp.exists():
-            lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
-            raise EmotionError(f"{name}@{entry['version']}: `dvc get {target} --rev {entry['commit'][:12]}` failed "
-                               f"({(lines[-1] if lines else 'no output')[:200]}); check the DVC remote")
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
+        get_at_commit(root, target, entry["commit"], dest, f"{name}@{entry['version']}")
     return entry, dest
 
 

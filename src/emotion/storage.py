@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,10 +80,23 @@ def model_at_revision(spec: str, cache: Path) -> Path:
     commit = resolve_revision(root, rev)
     dest = cache / commit[:12] / Path(target).name
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        result = dvc("get", ".", target, "--rev", commit, "-o", str(dest), "--force", cwd=root)
-        if result.returncode != 0 or not dest.exists():
-            lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
-            raise EmotionError(f"'{spec}': `dvc get . {target} --rev {commit[:12]}` failed "
-                               f"({(lines[-1] if lines else 'no output')[:200]})")
+        get_at_commit(root, target, commit, dest, f"'{spec}'")
+    return dest
+
+
+def get_at_commit(root: Path, target: str, commit: str, dest: Path, what: str,
+                  fix: str = "check the DVC remote") -> Path:
+    """`dvc get` the file or folder `target` as of `commit` into `dest` (from the DVC cache or remote),
+    atomically: a failed fetch leaves nothing at dest and raises one line naming `what` and `fix`."""
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    result = dvc("get", str(root), target, "--rev", commit, "-o", str(tmp), "--force", cwd=root)
+    if result.returncode != 0 or not tmp.exists():
+        lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
+        raise EmotionError(f"{what}: `dvc get {target} --rev {commit[:12]}` failed "
+                           f"({(lines[-1] if lines else 'no output')[:200]}); {fix}")
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    tmp.replace(dest)
     return dest
