@@ -58,6 +58,21 @@ def test_members_of_different_input_sizes_are_refused(members, tmp_path, tiny_tr
         load_classifier(spec)
 
 
+def test_a_model_or_member_with_other_classes_stops_in_one_line(members, tmp_path, capsys):
+    (members[1].parent / "labels.json").write_text(json.dumps(["neg", "neu", "pos"]))
+    with pytest.raises(EmotionError, match=r"labels.json lists \['neg', 'neu', 'pos'\], not this project's"):
+        load_classifier(members[1])
+    spec = tmp_path / "ensemble.json"
+    write_ensemble(spec, members, [0.5, 0.5])
+    with pytest.raises(EmotionError, match=r"ensemble.json: member 'm2/model.keras': .*labels.json lists"):
+        load_classifier(spec)
+    save_npz(tmp_path / "val.npz", images=images(), labels=np.zeros(9, dtype=np.int64))
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(spec), str(tmp_path / "val.npz")])
+    error = capsys.readouterr().err.strip()
+    assert "member 'm2/model.keras'" in error and len(error.splitlines()) == 1
+
+
 def test_weights_are_chosen_for_accuracy_on_the_data_given():
     labels = np.arange(100) % 7
     good = np.eye(7)[labels] * 0.6 + 0.4 / 7

@@ -55,8 +55,7 @@ def input_side(classifier) -> int | None:
 
 
 def load_ensemble(path: Path) -> EnsembleClassifier:
-    from emotion.data import CLASSES
-    from emotion.inference import load_classifier, read_labels
+    from emotion.inference import load_classifier
 
     try:
         spec = json.loads(Path(path).read_text())
@@ -70,10 +69,10 @@ def load_ensemble(path: Path) -> EnsembleClassifier:
         if not member.exists():
             raise EmotionError(f"{path}: member {name!r} not found at {member}; fix the path or "
                                "`dvc pull` the member")
-        labels = read_labels(member if member.is_dir() else member.parent)
-        if labels is not None and list(labels) != list(CLASSES):
-            raise EmotionError(f"{path}: member {name!r} predicts {labels}, not {list(CLASSES)}")
-        members.append(load_classifier(member))
+        try:
+            members.append(load_classifier(member))  # checks the member's classes too
+        except EmotionError as err:
+            raise EmotionError(f"{path}: member {name!r}: {err}") from None
     try:
         return EnsembleClassifier(members, [w for _, w in entries], [n for n, _ in entries])
     except EmotionError as err:

@@ -103,6 +103,7 @@ def load_classifier(path: str | Path):
         hint = pull_missing(path)
         if hint:
             raise EmotionError(f"{path}: model not found; {hint}")
+    check_labels(path)
     if path.is_dir() and not (path / "saved_model.pb").exists():
         errors = []
         for name in RUNTIME_ORDER:
@@ -130,6 +131,18 @@ def load_classifier(path: str | Path):
         raise
     except Exception as err:
         raise EmotionError(f"{path}: could not load model ({str(err).splitlines()[0][:160]})") from None
+
+
+def check_labels(path: Path) -> None:
+    """Stop in one line if the labels.json beside a model (or in its export folder) lists other classes
+    than ours: its probabilities would be read in the wrong order."""
+    from emotion.data import CLASSES
+
+    exported = path.is_dir() and not (path / "saved_model.pb").exists()
+    labels = read_labels(path if exported else path.parent)
+    if labels is not None and list(labels) != list(CLASSES):
+        raise EmotionError(f"{path}: its labels.json lists {labels}, not this project's classes {list(CLASSES)}; "
+                           "re-export the model with this project, or use one trained on these classes")
 
 
 def read_labels(export_dir: Path) -> list[str] | None:
