@@ -130,6 +130,13 @@ def test_missing_path_and_empty_folder_are_one_line_errors(analyzer, tmp_path):
         predict_paths([tmp_path / "empty"], tmp_path / "out", analyzer)
 
 
+def test_a_model_of_other_classes_is_refused_before_any_photo(tiny_export, tmp_path):  # noqa: F811
+    shutil.copytree(tiny_export, tmp_path / "export")
+    (tmp_path / "export" / "labels.json").write_text(json.dumps(["neg", "neu", "pos"]))
+    with pytest.raises(EmotionError, match=r"labels.json lists \['neg', 'neu', 'pos'\], not this project's"):
+        Analyzer(tmp_path / "export")
+
+
 def test_cli(tiny_export, photos, tmp_path, capsys):  # noqa: F811
     shutil.copy(photos["face.jpg"], tmp_path / "face.jpg")
     main(["predict", str(tmp_path / "face.jpg"), "--model", str(tiny_export), "--out", str(tmp_path / "out"),

@@ -39,12 +39,13 @@ class FaceResult:
 
 
 class Analyzer:
-    """A loaded model plus face-finding settings: images in, per-face probabilities out."""
+    """A loaded model plus face-finding settings: an image in, its faces out (find_faces), and
+    their probabilities (classify, batched over images)."""
 
     def __init__(self, model: str | Path, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
                  batch_size: int = 256, detector: str = DEFAULT_DETECTOR, tta: str = "none",
                  align: bool = DEFAULT_ALIGN):
-        from emotion.inference import load_classifier, read_labels
+        from emotion.inference import load_classifier
 
         if not 0 <= margin <= 1:
             raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
@@ -52,10 +53,7 @@ class Analyzer:
             raise EmotionError(f"--batch-size {batch_size}: use a positive number of faces per model call, e.g. 256")
         self.detector = get_detector(detector)  # an unknown or missing detector fails before the model loads
         model = Path(model)
-        labels = read_labels(model if model.is_dir() else model.parent)
-        if labels is not None and list(labels) != list(CLASSES):
-            raise EmotionError(f"{model}: labels.json lists {labels}, expected {list(CLASSES)}; re-export the model")
-        self.classifier = load_classifier(model)
+        self.classifier = load_classifier(model)  # which also refuses a model trained on other classes
         self.model_name = str(model)
         self.runtime = self.classifier.runtime
         self.mode, self.margin, self.batch_size, self.align = mode, margin, batch_size, align
