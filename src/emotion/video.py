@@ -1,7 +1,8 @@
 """Emotion per face per frame of a video file or camera: annotated video + per-frame CSV.
 
 Faces are followed across frames by box overlap (IoU), and each track's probabilities are smoothed
-with an exponential moving average so labels do not flicker from frame to frame.
+with an exponential moving average so labels do not flicker from frame to frame. With detect_every N
+the detector runs on every Nth frame only (analyzer.FrameFaces); every frame is still classified.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from PIL import Image
 from emotion.data import CLASSES
 from emotion.errors import EmotionError
 from emotion.fileio import atomic_path
-from emotion.analyzer import Analyzer, FaceResult
+from emotion.analyzer import Analyzer, FaceResult, FrameFaces
 from emotion.drawing import draw_results
 
 # FFmpeg's and OpenCV's own warnings (e.g. "moov atom not found") would bury our one-line errors.
@@ -109,14 +110,17 @@ def open_source(source: str):
 
 
 def process_video(source: str, out_video: Path, out_csv: Path, analyzer: Analyzer, smoothing: float = 0.5,
-                  bars: bool = True, max_frames: int | None = None, show: bool = False) -> dict:
-    """Annotate every frame; stop at the end, after max_frames, on Ctrl-C, or on `q` in the window."""
+                  bars: bool = True, max_frames: int | None = None, show: bool = False,
+                  detect_every: int = 1) -> dict:
+    """Annotate every frame, searching for faces on every `detect_every`th; stop at the end, after
+    max_frames, on Ctrl-C, or on `q` in the window."""
     out_video = Path(out_video)
     if out_video.suffix.lower() not in FOURCC:
         raise EmotionError(f"{out_video}: unsupported video type; name the output .mp4, .avi or .mkv")
     if max_frames is not None and max_frames < 1:
         raise EmotionError(f"--max-frames {max_frames}: use a positive number of frames, or leave it out")
     tracker = Tracker(smoothing)
+    faces_of_frames = FrameFaces(analyzer, detect_every)
     capture = open_source(str(source))
     if show:
         _check_gui()
@@ -127,8 +131,8 @@ def process_video(source: str, out_video: Path, out_csv: Path, analyzer: Analyze
             rows = csv.DictWriter(handle, CSV_COLUMNS)
             rows.writeheader()
             expected = _frame_count(capture, str(source))
-            frames, faces, ran_out = _annotate_frames(capture, tmp_video, out_video, rows, analyzer, tracker,
-                                                      bars, max_frames, show)
+            frames, faces, ran_out = _annotate_frames(capture, tmp_video, out_video, rows, faces_of_frames,
+                                                      tracker, bars, max_frames, show)
             if frames == 0:
                 raise EmotionError(f"{source}: no frames could be read; is the file a complete video?")
             if ran_out and frames < expected - max(2, expected // 50):  # a little slack: some counts are estimates
@@ -141,8 +145,8 @@ def process_video(source: str, out_video: Path, out_csv: Path, analyzer: Analyze
             "fps": round(frames / seconds, 1) if seconds else 0.0, "video": str(out_video), "csv": str(out_csv)}
 
 
-def _annotate_frames(capture, tmp_video: Path, out_video: Path, rows, analyzer: Analyzer, tracker: Tracker,
-                     bars: bool, max_frames: int | None, show: bool) -> tuple[int, int, bool]:
+def _annotate_frames(capture, tmp_video: Path, out_video: Path, rows, faces_of_frames: FrameFaces,
+                     tracker: Tracker, bars: bool, max_frames: int | None, show: bool) -> tuple[int, int, bool]:
     """(frames, faces, whether reading ran out before max_frames, Ctrl-C or `q` stopped it)."""
     import cv2
 
@@ -158,7 +162,7 @@ def _annotate_frames(capture, tmp_video: Path, out_video: Path, rows, analyzer: 
                 break
             if writer is None:
                 writer = _writer(tmp_video, out_video, fps_in, frame.shape)
-            tracked = _analyze_frame(frame, analyzer, tracker)
+            tracked = analyze_frame(frame, faces_of_frames, tracker)
             draw_results(frame, [r for _, r in tracked], bars=bars, bgr=True)
             fps = _fps_overlay(frame, tick, fps, len(tracked))
             writer.write(frame)
@@ -182,9 +186,11 @@ def _frame_count(capture, source: str) -> int:
     return int(count) if not source.isdigit() and 0 < count < 1e9 else 0  # NaN and -1 mean unknown
 
 
-def _analyze_frame(frame: np.ndarray, analyzer: Analyzer, tracker: Tracker) -> list[tuple[int, FaceResult]]:
+def analyze_frame(frame: np.ndarray, faces_of_frames: FrameFaces,
+                  tracker: Tracker) -> list[tuple[int, FaceResult]]:
+    """The next BGR frame's faces (too small ones are not drawn or listed), classified, with their track ids."""
     image = Image.fromarray(np.ascontiguousarray(frame[:, :, ::-1]))
-    (results,) = analyzer.classify([analyzer.find_faces(image).faces])  # faces too small are not drawn or listed
+    (results,) = faces_of_frames.analyzer.classify([faces_of_frames.next(image)])
     return tracker.update(results)
 
 
