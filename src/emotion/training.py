@@ -215,7 +215,7 @@ class ScoreAverage(keras.callbacks.Callback):
                  if a is not None]  # the same private pairing keras.callbacks.SwapEMAWeights swaps
         raw = [keras.ops.convert_to_numpy(v.value) for v, _ in pairs]
         for variable, average in pairs:
-            variable.assign(average)
+            variable.assign(keras.ops.convert_to_numpy(average.value))  # a copy: JAX may donate the original
         proba = self.classifier.predict(self.images, batch_size=self.batch_size, verbose=0)
         logs["val_ema_accuracy"] = float((np.argmax(proba[:len(self.labels)], axis=1) == self.labels).mean())
         self.weights = self.classifier.get_weights()
