@@ -13,6 +13,17 @@ from emotion.synthetic import write_fake_fer, write_fake_fer_zip  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+def load_script(relative: str):
+    """A script of the repository (benchmarks/…, scripts/…) imported as a module, to test its functions."""
+    import importlib.util
+
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def skip_or_fail(reason: str):
     """Skip a test because a tool it needs (Chromium, Playwright, the S3 server, JAX) is missing, except
     under CI=true (or CI=1), where it fails instead: CI installs every tool, so it cannot be green by skipping."""

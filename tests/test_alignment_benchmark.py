@@ -1,18 +1,14 @@
 """benchmarks/alignment.py's bookkeeping, on hand-made predictions: the README's alignment numbers come from it."""
-import importlib.util
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("alignment_benchmark", REPO / "benchmarks" / "alignment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/alignment.py")
 
 
 def test_agreement_is_with_the_same_face_upright_cut_the_same_way(bench):

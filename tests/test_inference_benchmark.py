@@ -1,19 +1,15 @@
 """benchmarks/inference.py times what the apps run: the README's speed numbers come from it."""
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 from inference_fixtures import tiny_export  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("inference_benchmark", REPO / "benchmarks" / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/inference.py")
 
 
 def test_its_settings_default_to_those_of_every_app(bench):

@@ -3,7 +3,6 @@
 Regenerate the template with scripts/make_plots_template.py.
 """
 
-import importlib.util
 import os
 import re
 import shutil
@@ -12,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "dvc_plots" / "offline.html"
@@ -25,10 +26,7 @@ def _template_text():
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("make_plots_template", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(str(SCRIPT.relative_to(ROOT)))
 
 
 def _assert_offline_page(html):
