@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--faces", type=int, default=600, help="faces drawn from it, seeded (default: %(default)s)")
     parser.add_argument("--angles", type=float, nargs="+", default=[10, 20, 30],
                         help="tilts in degrees; each is also run negative, and 0 always (default: %(default)s)")
-    parser.add_argument("--detector", choices=["blazeface", "blazeface-short"], default=DEFAULT_DETECTOR,
+    parser.add_argument("--detector", choices=["blazeface", "blazeface-full"], default=DEFAULT_DETECTOR,
                         help="a detector that finds eyes (default: %(default)s)")
     parser.add_argument("--tta", choices=["none", "flip", "tencrop"], default="tencrop",
                         help="views per face, as the apps (default: %(default)s)")

@@ -80,6 +80,29 @@ def test_boxes_land_where_the_faces_were_pasted():
         assert _iou(box, truth) > 0.5
 
 
+@pytest.mark.parametrize("name", ["blazeface", "blazeface-full"])
+def test_small_faces_in_a_large_photo_are_found_by_the_search_after_the_whole_image(name, monkeypatch):
+    rng = np.random.default_rng(5)
+    patches = [(*face_patch(grace_hopper(), side, light="normal"), "") for side in (56, 64)]
+    scene = compose(backgrounds()["flower"].resize((1600, 1200)), patches, rng)
+    detector = get_detector(name)
+    found = [d.box for d in detector.detect(scene.image)]
+    assert match(found, scene.faces) == ([True, True], 0)
+    # at 128 or 192 px for the whole 1600 px photo these faces are ~5 px: the letterboxed pass alone misses them
+    monkeypatch.setattr(type(detector), "smallest_face", lambda self, w, h: max(w, h))
+    assert detector.detect(scene.image) == []
+
+
+def test_the_scaled_search_keeps_one_interpreter_per_input_shape_and_a_bounded_number():
+    detector = get_detector("blazeface")
+    image = grace_hopper().image
+    want = detector.detect(image)
+    for side in range(700, 1600, 100):  # nine sizes, nine input shapes
+        detector.detect(Image.new("RGB", (side, side), (128, 128, 128)))
+    assert len(detector._by_shape) <= 8
+    assert detector.detect(image) == want
+
+
 @pytest.mark.parametrize("tilt", [-25, 0, 20])
 def test_eye_landmarks_follow_the_tilt(tilt):
     rng = np.random.default_rng(0)
@@ -108,7 +131,7 @@ def test_a_missing_package_names_what_to_install(monkeypatch):
 
 
 def test_an_unknown_detector_names_the_known_ones():
-    with pytest.raises(EmotionError, match="unknown face detector 'yunet'; use one of blazeface, blazeface-short, haar"):
+    with pytest.raises(EmotionError, match="unknown face detector 'yunet'; use one of blazeface, blazeface-full, haar"):
         get_detector("yunet")
 
 

