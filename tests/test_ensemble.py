@@ -1,6 +1,7 @@
 """Ensembles: a JSON file of members and weights that every command opens like one model."""
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -99,3 +100,20 @@ def test_ensemble_command_chooses_weights_on_val_and_the_apps_take_the_file(memb
     with pytest.raises(SystemExit):
         main(["ensemble", *map(str, members), "--val", str(test), "--out", str(out)])
     assert "never on the test split" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_make_cpu_long_trains_a_second_seed_aside_and_ensembles_the_two(pipeline_repo):
+    """The long CPU recipe as the Makefile runs it (its `run` prerequisite is the template's dvc repro)."""
+    from conftest import REPO, run
+
+    (pipeline_repo / "Makefile").write_bytes((REPO / "Makefile").read_bytes())
+    lock = (pipeline_repo / "dvc.lock").read_text()
+    result = run(["make", "-o", "setup", "-o", "run", "cpu-long"], pipeline_repo)
+    members = json.loads((pipeline_repo / "models/ensemble.json").read_text())["members"]
+    assert [m["model"] for m in members][0] == "export" and len(members) == 2
+    assert sum(m["weight"] for m in members) == pytest.approx(1)
+    assert (pipeline_repo / "dvc.lock").read_text() == lock  # the workspace still holds the default's run
+    seed7 = pipeline_repo / members[1]["model"] / "model.keras"
+    assert seed7.read_bytes() != (pipeline_repo / "models/export/model.keras").read_bytes()
+    assert re.search(r"^\d+ images  accuracy 0\.\d+ .*\(ensemble\(", result.stdout, re.M)  # scored on val
