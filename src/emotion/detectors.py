@@ -148,7 +148,7 @@ class BlazeFaceFull(_SizeRule):
             except ImportError:
                 raise MissingDetector(f"--detector {self.name} runs on LiteRT: pip install ai-edge-litert") from None
         self._interpreter_class = Interpreter
-        self._by_shape: dict[tuple[int, int], tuple] = {}  # an interpreter per input shape, most recent last
+        self._by_shape: dict[tuple[int, int], tuple] = {}  # an interpreter per input shape, least recently used first
         self._lock = threading.Lock()  # an interpreter runs one call at a time
         self._model_for(self.size, self.size)
 
@@ -227,8 +227,11 @@ class BlazeFaceFull(_SizeRule):
 
     def _model_for(self, height: int, width: int) -> tuple:
         """(interpreter, input index, regressors index, scores index, anchors) for this input shape; the
-        last eight shapes are kept (a new one costs ~10-40 ms)."""
-        if (height, width) not in self._by_shape:
+        eight shapes used last are kept (a new one costs ~10-40 ms), so the letterbox's, used on every
+        photo, is never the one dropped."""
+        if (height, width) in self._by_shape:
+            self._by_shape[(height, width)] = self._by_shape.pop((height, width))  # now the most recent
+        else:
             interpreter = self._interpreter_class(model_path=self._model, num_threads=1)  # more threads lose here
             input_index = interpreter.get_input_details()[0]["index"]
             if (height, width) != (self.size, self.size):
