@@ -65,6 +65,29 @@ def test_ten_crop_tta_averages_the_views():
     assert tta[0, 0] == pytest.approx(0.5) and tta[0, 1] == pytest.approx(0.5)
 
 
+class Counting:
+    """Answers from each image's own pixels (so batching cannot change them) and counts the calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict_proba(self, images, batch_size=256):
+        self.calls.append(len(images))
+        logits = np.stack([images[:, :, i * 6:(i + 1) * 6].mean(axis=(1, 2)) for i in range(7)], axis=1) / 40
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("images, batch_size, calls", [(3, 256, [30]), (7, 20, [20, 20, 20, 10])])
+def test_tta_views_go_to_the_model_together_and_score_as_separate_views(images, batch_size, calls):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (images, 48, 48), dtype=np.uint8)
+    model = Counting()
+    proba = predict_proba(model, images, batch_size, tta="tencrop")
+    assert model.calls == calls  # a photo's faces and their ten crops: one call, not ten
+    by_view = np.mean([Counting().predict_proba(view) for view in tta_views(images, "tencrop")], axis=0)
+    np.testing.assert_allclose(proba, by_view, rtol=1e-6)
+
+
 class Constant:
     def predict_proba(self, images, batch_size=256):
         return one_hot_proba(np.full(len(images), 6), 1.0)
