@@ -196,6 +196,7 @@ def _add_inference_parsers(sub) -> None:
                   "(`emotion ensemble`), or a registered version: emotion@prod, emotion@v1.2.0 (default: %(default)s)")
     faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
     from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
+    from emotion.analyzer import DEFAULT_TTA
     from emotion.faces import DEFAULT_ALIGN
 
     detector = {"choices": list(DETECTORS), "default": DEFAULT_DETECTOR,
@@ -204,7 +205,7 @@ def _add_inference_parsers(sub) -> None:
     align = {"action": argparse.BooleanOptionalAction, "default": DEFAULT_ALIGN,
              "help": "turn each face so its eyes are level before the 48×48 cut, where the detector finds eyes; "
                      "README: Finding faces has what it does to the answers (default: %(default)s)"}
-    tta = {"choices": ["none", "flip", "tencrop"], "default": "tencrop",
+    tta = {"choices": ["none", "flip", "tencrop"], "default": DEFAULT_TTA,
            "help": "views averaged per face, as the pipeline scores: tencrop (+2.0 points on val for the int8 model, "
                    "3.5 instead of 0.3 ms per face), flip, or none for speed (default: %(default)s)"}
 

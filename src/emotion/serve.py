@@ -21,7 +21,7 @@ from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
 from emotion.faces import DEFAULT_ALIGN, FaceMode
 from emotion.images import ImageTooLarge, image_size, open_image
-from emotion.analyzer import Analyzer
+from emotion.analyzer import DEFAULT_TTA, Analyzer
 from emotion.drawing import annotate, encode_image
 from emotion.predict import IMAGE_SUFFIXES
 
@@ -161,7 +161,7 @@ def create_app(model: str | Path = "models/export", max_upload_mb: float = MAX_U
                analyzer: Analyzer | None = None, max_megapixels: float = MAX_MEGAPIXELS,
                concurrency: int = CONCURRENCY, queue: int = QUEUE, cors_origins: list[str] | None = None,
                upload_timeout_s: float = UPLOAD_TIMEOUT_S, detector: str = DEFAULT_DETECTOR,
-               tta: str = "none", align: bool = DEFAULT_ALIGN) -> FastAPI:
+               tta: str = DEFAULT_TTA, align: bool = DEFAULT_ALIGN) -> FastAPI:
     """The app, with the model loaded now so that a bad --model fails before the server starts."""
     _check_limits(max_upload_mb, max_megapixels, concurrency, queue)
     analyzer = analyzer or Analyzer(model, detector=detector, tta=tta, align=align)
@@ -264,7 +264,7 @@ def _too_large(size: int, limit: int, so_far: bool = False) -> str:
 
 def run(model: str | Path, host: str, port: int, max_upload_mb: float = MAX_UPLOAD_MB,
         max_megapixels: float = MAX_MEGAPIXELS, concurrency: int = CONCURRENCY, queue: int = QUEUE,
-        cors_origins: list[str] | None = None, detector: str = DEFAULT_DETECTOR, tta: str = "none",
+        cors_origins: list[str] | None = None, detector: str = DEFAULT_DETECTOR, tta: str = DEFAULT_TTA,
         align: bool = DEFAULT_ALIGN) -> None:
     import uvicorn
 
