@@ -12,6 +12,7 @@ from emotion.data import CLASSES
 from emotion.fileio import atomic_path
 
 TENCROP_SIDE = 0.833  # ten-crop window as a fraction of the image: 40 of 48 px, the default train.input_crop
+TTA_VIEWS = {"none": 1, "flip": 2, "tencrop": 10}  # views per image of each test-time augmentation
 
 
 def predict_proba(classifier, images: np.ndarray, batch_size: int = 256, tta: str = "none",
@@ -38,15 +39,12 @@ def ensemble_proba(classifiers, images: np.ndarray, batch_size: int = 256, tta: 
     return np.mean([predict_proba(c, images, batch_size, tta, crop) for c in classifiers], axis=0)
 
 
-TTA_VIEWS = {"none": 1, "flip": 2, "tencrop": 10}  # views per image
-
-
 def tta_views(images: np.ndarray, tta: str, crop: float = TENCROP_SIDE) -> list[np.ndarray]:
     """none: the images; flip: and their mirrors; tencrop: five views, each the image shifted (edges
     repeated) so that its centre window of side `crop` × size shows one corner's window, then the centre
     itself; and their mirrors. For a model that classifies its centre 40×40 window (train.input_crop),
     crop = 40/48 gives the classic ten 40×40 crops while every view stays a whole 48×48 image."""
-    if tta not in ("none", "flip", "tencrop"):
+    if tta not in TTA_VIEWS:
         raise ValueError(f"unknown test-time augmentation {tta!r}; choose none, flip or tencrop")
     views = [images] if tta != "tencrop" else _five_shifts(images, crop)
     if tta != "none":
