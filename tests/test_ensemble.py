@@ -40,6 +40,19 @@ def test_an_ensemble_file_loads_like_a_model_and_mixes_with_its_weights(members,
     assert ensemble.runtime == "ensemble(keras)"
 
 
+def test_members_outside_the_files_folder_are_written_relative_so_the_clone_can_move(members, tmp_path):
+    spec = tmp_path / "models" / "ensemble.json"
+    spec.parent.mkdir()
+    write_ensemble(spec, members, [0.5, 0.5])
+    assert [m["model"] for m in json.loads(spec.read_text())["members"]] == ["../m1/model.keras", "../m2/model.keras"]
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    x = images()
+    expected = sum(0.5 * load_classifier(moved / f"m{i}" / "model.keras").predict_proba(x) for i in (1, 2))
+    np.testing.assert_allclose(load_classifier(moved / "models" / "ensemble.json").predict_proba(x), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_a_missing_member_names_it(members, tmp_path):
     spec = tmp_path / "ensemble.json"
     spec.write_text(json.dumps({"members": [{"model": "m1/model.keras"}, {"model": "gone/model.onnx"}]}))
@@ -114,6 +127,7 @@ def test_make_cpu_long_trains_a_second_seed_aside_and_ensembles_the_two(pipeline
     assert [m["model"] for m in members][0] == "export" and len(members) == 2
     assert sum(m["weight"] for m in members) == pytest.approx(1)
     assert (pipeline_repo / "dvc.lock").read_text() == lock  # the workspace still holds the default's run
-    seed7 = pipeline_repo / members[1]["model"] / "model.keras"
+    seed7 = pipeline_repo / "models" / members[1]["model"] / "model.keras"  # relative to the file
+    assert members[1]["model"].startswith("../.emotion-cache/")
     assert seed7.read_bytes() != (pipeline_repo / "models/export/model.keras").read_bytes()
     assert re.search(r"^\d+ images  accuracy 0\.\d+ .*\(ensemble\(", result.stdout, re.M)  # scored on val

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,14 +81,17 @@ def load_ensemble(path: Path) -> EnsembleClassifier:
 
 
 def write_ensemble(path: Path, members: list[str | Path], weights: list[float]) -> None:
-    """The ensemble file for `members` (paths as given, or relative to the file's folder when inside it)."""
+    """The ensemble file for `members`, each path relative to the file's folder (`../` where needed), so
+    the file keeps working when the clone moves, e.g. for members fetched into .emotion-cache/."""
     from emotion.fileio import write_json
 
     folder = Path(path).parent.resolve()
 
     def relative(member) -> str:
-        member = Path(member).resolve()
-        return str(member.relative_to(folder)) if member.is_relative_to(folder) else str(member)
+        try:
+            return Path(os.path.relpath(Path(member).resolve(), folder)).as_posix()
+        except ValueError:  # another drive (Windows): no relative path exists
+            return str(Path(member).resolve())
 
     write_json(path, {"members": [{"model": relative(m), "weight": round(float(w), 4)}
                                   for m, w in zip(members, weights)]})
