@@ -79,12 +79,15 @@ run: setup
 	emotion fetch $(SOURCE)
 	dvc repro
 
-# The long CPU recipe (issue 10): the default run above plus a second seed of it, trained in a
-# temporary copy (the workspace keeps seed 42's outputs), averaged with weights chosen on val. Twice the
-# default's train time. Every app takes the result: --model models/ensemble.json.
+# The long CPU recipe (issue 10): the default run above plus the same recipe trained for LONG_EPOCHS
+# (its cosine schedule then decays over 60 epochs; early stopping may end it sooner) in a temporary
+# copy (the workspace keeps the default's outputs), averaged with weights chosen on val. The second
+# member beat a second seed on val (README: Against the targets). About 2.1x the default's train time.
+# Every app takes the result: --model models/ensemble.json.
+LONG_EPOCHS ?= 60
 cpu-long: run
-	dvc exp run --temp --force --name cpu-long-seed7 --set-param train.seed=7
-	emotion ensemble models/export cpu-long-seed7:models/export --out models/ensemble.json
+	dvc exp run --temp --force --name cpu-long-e$(LONG_EPOCHS) --set-param train.epochs=$(LONG_EPOCHS)
+	emotion ensemble models/export cpu-long-e$(LONG_EPOCHS):models/export --out models/ensemble.json
 	emotion evaluate models/ensemble.json data/prepared/val.npz
 
 # Teammates: fetch the trained, exported model (and its metrics) without training; STAGE=prod (or

@@ -116,18 +116,19 @@ def test_ensemble_command_chooses_weights_on_val_and_the_apps_take_the_file(memb
 
 
 @pytest.mark.slow
-def test_make_cpu_long_trains_a_second_seed_aside_and_ensembles_the_two(pipeline_repo):
+def test_make_cpu_long_trains_a_longer_run_aside_and_ensembles_the_two(pipeline_repo):
     """The long CPU recipe as the Makefile runs it (its `run` prerequisite is the template's dvc repro)."""
     from conftest import REPO, run
 
     (pipeline_repo / "Makefile").write_bytes((REPO / "Makefile").read_bytes())
     lock = (pipeline_repo / "dvc.lock").read_text()
-    result = run(["make", "-o", "setup", "-o", "run", "cpu-long"], pipeline_repo)
+    result = run(["make", "-o", "setup", "-o", "run", "cpu-long", "LONG_EPOCHS=3"], pipeline_repo)
     members = json.loads((pipeline_repo / "models/ensemble.json").read_text())["members"]
     assert [m["model"] for m in members][0] == "export" and len(members) == 2
     assert sum(m["weight"] for m in members) == pytest.approx(1)
     assert (pipeline_repo / "dvc.lock").read_text() == lock  # the workspace still holds the default's run
-    seed7 = pipeline_repo / "models" / members[1]["model"] / "model.keras"  # relative to the file
+    longer = pipeline_repo / "models" / members[1]["model"]  # relative to the file
     assert members[1]["model"].startswith("../.emotion-cache/")
-    assert seed7.read_bytes() != (pipeline_repo / "models/export/model.keras").read_bytes()
+    assert "\n  epochs: 3\n" in (longer / "MODEL_CARD.md").read_text()  # the card records its params
+    assert (longer / "model.keras").read_bytes() != (pipeline_repo / "models/export/model.keras").read_bytes()
     assert re.search(r"^\d+ images  accuracy 0\.\d+ .*\(ensemble\(", result.stdout, re.M)  # scored on val
