@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.data import CLASSES
 from emotion.fileio import load_npz
 from emotion.inference import load_classifier
 
@@ -28,10 +29,10 @@ VIEW_SETS = {
 
 
 def view_probas(classifier, images: np.ndarray) -> np.ndarray:
-    """Probabilities for every (mirror, row, column) window position: 2×5×5×N×7."""
+    """Probabilities for every (mirror, row, column) window position: 2×5×5×N×classes."""
     size = images.shape[1]
     padded = np.pad(images, ((0, 0), (4, 4), (4, 4)), mode="edge")
-    out = np.zeros((2, 5, 5, len(images), 7), np.float32)
+    out = np.zeros((2, len(STEPS), len(STEPS), len(images), len(CLASSES)), np.float32)
     for row in STEPS:
         for col in STEPS:
             view = padded[:, 2 * row:2 * row + size, 2 * col:2 * col + size]
