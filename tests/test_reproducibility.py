@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+import emotion.models  # noqa: F401  registers the custom layers that keras.models.load_model meets below
 from emotion.config import set_param
 from emotion.synthetic import write_fake_fer_zip
 
