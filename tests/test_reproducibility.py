@@ -46,6 +46,17 @@ def wait_for_epoch(repo: Path, process: subprocess.Popen, epoch: int, timeout: f
     raise AssertionError(f"no epoch {epoch} within {timeout} s")
 
 
+def wait_for_log_lines(repo: Path, process: subprocess.Popen, lines: int, timeout: float = 60) -> None:
+    log = repo / "dvclive/plots/metrics/val/accuracy.tsv"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"training ended early:\n{process.stdout.read()[-3000:]}"
+        if log.exists() and len(log.read_text().splitlines()) - 1 >= lines:  # a header, then a line per epoch
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"DVCLive did not log {lines} epochs within {timeout} s")
+
+
 def model_weights(path: Path) -> list:
     return keras.models.load_model(path).get_weights()
 
@@ -58,6 +69,7 @@ def test_a_killed_training_run_resumes_to_the_same_weights(pipeline_repo):
 
     process = start_repro(pipeline_repo, "--force", "train")
     killed_at = wait_for_epoch(pipeline_repo, process, 3)
+    wait_for_log_lines(pipeline_repo, process, killed_at)  # by design a kill between state and log loses a line
     os.killpg(process.pid, signal.SIGKILL)  # dvc and the training process, as the OOM killer or a power cut would
     process.wait()
     assert killed_at < 12 and not (pipeline_repo / "models/model.keras").exists()  # no partial model in models/
