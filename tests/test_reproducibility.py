@@ -31,30 +31,33 @@ def start_repro(repo: Path, *args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def wait_for_epoch(repo: Path, process: subprocess.Popen, epoch: int, timeout: float = 300) -> int:
-    """Poll the training state until it has reached `epoch`; return the epoch it holds."""
+def poll(process: subprocess.Popen, ready, what: str, timeout: float):
+    """Call `ready()` until it returns a value other than None, while the run is alive; return that value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"training ended before epoch {epoch}:\n{process.stdout.read()[-3000:]}"
+        assert process.poll() is None, f"training ended before {what}:\n{process.stdout.read()[-3000:]}"
         try:
-            state = json.loads((repo / STATE).read_text())
-            if not state.get("complete") and state.get("epoch", 0) >= epoch:
-                return state["epoch"]
+            value = ready()
+            if value is not None:
+                return value
         except (OSError, ValueError):
             pass
-        time.sleep(0.02)
-    raise AssertionError(f"no epoch {epoch} within {timeout} s")
+        time.sleep(0.01)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def wait_for_epoch(repo: Path, process: subprocess.Popen, epoch: int, timeout: float = 300) -> int:
+    """Poll the training state until it has reached `epoch`; return the epoch it holds."""
+    def reached():
+        state = json.loads((repo / STATE).read_text())
+        return state["epoch"] if not state.get("complete") and state.get("epoch", 0) >= epoch else None
+    return poll(process, reached, f"epoch {epoch}", timeout)
 
 
 def wait_for_log_lines(repo: Path, process: subprocess.Popen, lines: int, timeout: float = 60) -> None:
-    log = repo / "dvclive/plots/metrics/val/accuracy.tsv"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"training ended early:\n{process.stdout.read()[-3000:]}"
-        if log.exists() and len(log.read_text().splitlines()) - 1 >= lines:  # a header, then a line per epoch
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"DVCLive did not log {lines} epochs within {timeout} s")
+    log = repo / "dvclive/plots/metrics/val/accuracy.tsv"  # a header, then a line per epoch
+    poll(process, lambda: True if len(log.read_text().splitlines()) - 1 >= lines else None,
+         f"DVCLive log of {lines} epochs", timeout)
 
 
 def model_weights(path: Path) -> list:
