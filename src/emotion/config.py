@@ -82,6 +82,7 @@ class TrainParams:
     schedule: Literal["cosine", "onecycle", "plateau", "constant"]
     warmup_epochs: int
     label_smoothing: float
+    recompute_bn: bool  # after training, batch-norm statistics from the training images, kept if val accuracy rises
     ema: float  # momentum of an exponential moving average of the weights, scored on val each epoch (0 = off)
     class_weight: Literal["none", "sqrt", "balanced"]
     sampling: Literal["shuffle", "balanced"]  # balanced: every class equally likely in each batch

@@ -205,8 +205,7 @@ class ScoreAverage(keras.callbacks.Callback):
     def __init__(self, classifier: keras.Model, val_set: dict, devices: int = 1, batch_size: int = 256):
         super().__init__()
         self.classifier, self.batch_size, self.labels = classifier, batch_size, val_set["labels"]
-        images = as_model_input(val_set["images"])
-        self.images = np.concatenate([images, images[:-len(images) % devices]])  # splits evenly over devices
+        self.images = split_evenly(as_model_input(val_set["images"]), devices)
         self.weights = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -216,11 +215,59 @@ class ScoreAverage(keras.callbacks.Callback):
         raw = [keras.ops.convert_to_numpy(v.value) for v, _ in pairs]
         for variable, average in pairs:
             variable.assign(keras.ops.convert_to_numpy(average.value))  # a copy: JAX may donate the original
-        proba = self.classifier.predict(self.images, batch_size=self.batch_size, verbose=0)
-        logs["val_ema_accuracy"] = float((np.argmax(proba[:len(self.labels)], axis=1) == self.labels).mean())
+        logs["val_ema_accuracy"] = accuracy_of(self.classifier, self.images, self.labels, self.batch_size)
         self.weights = self.classifier.get_weights()
         for (variable, _), value in zip(pairs, raw):
             variable.assign(value)
+
+
+def split_evenly(images: np.ndarray, devices: int) -> np.ndarray:
+    """images padded with copies of their first few so that every batch splits evenly over `devices`;
+    whoever reads predictions keeps the first len(images)."""
+    return np.concatenate([images, images[:-len(images) % devices]])
+
+
+def accuracy_of(classifier: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    """Single-view accuracy on model-ready images (possibly padded by split_evenly) with these labels."""
+    proba = classifier.predict(images, batch_size=batch_size, verbose=0)
+    return float((np.argmax(proba[:len(labels)], axis=1) == labels).mean())
+
+
+def batchnorm_layers(model: keras.Model) -> list:
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def recompute_batchnorm(classifier: keras.Model, images: np.ndarray, devices: int = 1, batch_size: int = 256) -> None:
+    """Replace each batch-norm layer's moving statistics with the mean of its batch statistics over
+    `images`, in order, in training mode (the random crop window on, as in training; no other
+    augmentation). Training leaves momentum-weighted statistics of augmented faces; inference sees plain
+    ones. Momentum i/(i+1) at batch i makes the running value the exact mean over batches."""
+    layers = batchnorm_layers(classifier)
+    momenta = [layer.momentum for layer in layers]
+    images = as_model_input(images)
+    for i, start in enumerate(range(0, len(images), batch_size)):
+        for layer in layers:
+            layer.momentum = i / (i + 1)
+        classifier(split_evenly(images[start:start + batch_size], devices), training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+
+
+def keep_recomputed_batchnorm_if_better(classifier: keras.Model, train_set: dict, val_set: dict,
+                                        devices: int = 1) -> dict:
+    """train.recompute_bn: recompute the batch-norm statistics on the training images and keep them only
+    if single-view val accuracy rises; otherwise the trained weights go back. Returns both scores."""
+    val_images, labels = split_evenly(as_model_input(val_set["images"]), devices), val_set["labels"]
+    trained_weights = classifier.get_weights()
+    trained = accuracy_of(classifier, val_images, labels)
+    recompute_batchnorm(classifier, train_set["images"], devices)
+    recomputed = accuracy_of(classifier, val_images, labels)
+    if recomputed <= trained:
+        classifier.set_weights(trained_weights)
+    kept = "recomputed" if recomputed > trained else "trained"
+    print(f"train: batch-norm statistics recomputed on the training images: val accuracy {trained:.4f} -> "
+          f"{recomputed:.4f}; keeping the {kept} ones", flush=True)
+    return {"batchnorm": kept, "val_accuracy_bn_trained": trained, "val_accuracy_bn_recomputed": recomputed}
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -373,7 +420,10 @@ def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: 
     keras.mixed_precision.set_dtype_policy("float32")
     plain = build_model(dataclasses.replace(params, weights="none"), image_size)  # float32; no second download
     plain.set_weights(classifier.get_weights())
-    return plain, {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best.best, "best_weights": best.best_source,
+    batchnorm = keep_recomputed_batchnorm_if_better(plain, train_set, val_set, devices) if params.recompute_bn else {}
+    best_val = max(best.best, batchnorm.get("val_accuracy_bn_recomputed", -math.inf))
+    return plain, {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best_val, "best_weights": best.best_source,
+                   **batchnorm,
                    **{f"best_val_accuracy_{source}": value for source, value in best.best_by_source.items()},
                    "epochs_run": state.epochs_run,
                    "precision": precision, "devices": devices, **environment()}
