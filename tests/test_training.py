@@ -89,7 +89,10 @@ def test_training_learns_saves_best_model_and_logs_every_epoch(tiny_train, tmp_p
     assert live.steps == summary["epochs_run"] == 5
     assert len(live.metrics["val/accuracy"]) == 5 and "train/loss" in live.metrics
     scored = live.metrics["val/accuracy"] + live.metrics.get("val/ema_accuracy", [])  # raw and averaged weights
-    assert summary["best_val_accuracy"] == pytest.approx(max(scored))
+    # train.recompute_bn: the kept epoch scored again with plain-face batch-norm statistics; the better counts
+    assert summary["val_accuracy_bn_trained"] == pytest.approx(max(scored), abs=1e-6)
+    assert summary["batchnorm"] == ("recomputed" if summary["val_accuracy_bn_recomputed"] > max(scored) else "trained")
+    assert summary["best_val_accuracy"] == pytest.approx(max(max(scored), summary["val_accuracy_bn_recomputed"]))
     assert summary["best_val_accuracy"] > 0.5  # chance is 1/7: it learned the stripes
     # the hidden inputs are recorded with the metrics, so `dvc exp show` tells runs apart
     assert summary["precision"] == "float32" and summary["backend"] == keras.backend.backend()
@@ -121,6 +124,31 @@ def test_the_weight_average_is_scored_each_epoch_and_kept_only_when_it_wins(tiny
     val = data[1]
     accuracy = (np.asarray(model(val["images"][..., None].astype("float32"))).argmax(1) == val["labels"]).mean()
     assert accuracy == pytest.approx(summary["best_val_accuracy"], abs=1e-6)  # the winner's weights are returned
+
+
+def test_recomputed_batchnorm_statistics_are_the_mean_of_the_batch_statistics():
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.BatchNormalization()])
+    images = np.random.default_rng(0).integers(0, 256, (10, 6, 6), dtype=np.uint8)
+    training.recompute_batchnorm(model, images, batch_size=4)  # batches of 4, 4 and 2: not the pooled mean
+    batches = [training.as_model_input(images[i:i + 4]) for i in range(0, 10, 4)]
+    layer = model.layers[0]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), [np.mean([b.mean() for b in batches])],
+                               rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_variance),
+                               [np.mean([b.var() for b in batches])], rtol=1e-4)
+    assert layer.momentum == 0.99  # the layer's own momentum is back for any later training
+
+
+@pytest.mark.parametrize("scores, kept", [((0.5, 0.6), "recomputed"), ((0.6, 0.5), "trained"), ((0.5, 0.5), "trained")])
+def test_recomputed_batchnorm_statistics_are_kept_only_when_val_accuracy_rises(tiny_train, monkeypatch, scores, kept):
+    model = build_model(tiny_train, 48)
+    trained = model.get_weights()
+    answers = iter(scores)  # val accuracy with the trained, then with the recomputed statistics
+    monkeypatch.setattr(training, "accuracy_of", lambda *args, **kwargs: next(answers))
+    summary = training.keep_recomputed_batchnorm_if_better(model, fake_split(4, 0), fake_split(2, 1))
+    assert summary == {"batchnorm": kept, "val_accuracy_bn_trained": scores[0], "val_accuracy_bn_recomputed": scores[1]}
+    unchanged = all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained))
+    assert unchanged == (kept == "trained")
 
 
 def test_training_is_repeatable_with_the_same_seed(tiny_train, tmp_path):
