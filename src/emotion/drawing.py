@@ -82,8 +82,12 @@ def _draw_bars(canvas, probabilities, box, font: float, thick: int, bgr: bool) -
                     font * 0.8, (255, 255, 255), max(1, thick - 1), cv2.LINE_AA)
 
 
+# The formats annotated images are written in, by file suffix; any other suffix is written as PNG.
+WRITABLE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}
+
+
 def encode_image(rgb: np.ndarray, suffix: str = ".jpg", quality: int = 90) -> bytes:
     buffer = io.BytesIO()
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}.get(suffix.lower(), "PNG")
+    fmt = WRITABLE_FORMATS.get(suffix.lower(), "PNG")
     Image.fromarray(rgb).save(buffer, fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
     return buffer.getvalue()

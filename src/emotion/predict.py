@@ -13,7 +13,7 @@ from PIL import Image
 
 from emotion.analyzer import Analyzer, FaceResult
 from emotion.data import CLASSES
-from emotion.drawing import annotate, encode_image
+from emotion.drawing import WRITABLE_FORMATS, annotate, encode_image
 from emotion.errors import EmotionError
 from emotion.faces import Face, FoundFaces
 from emotion.fileio import atomic_path, write_json
@@ -148,7 +148,7 @@ def _status(item: _Pending, results: list[FaceResult]) -> str:
 
 
 def _write_annotated(out_dir: Path, name: Path, image: Image.Image, faces, bars: bool, taken: set) -> str:
-    suffix = name.suffix.lower() if name.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
+    suffix = name.suffix.lower() if name.suffix.lower() in WRITABLE_FORMATS else ".png"
     rel = name.with_suffix(suffix)
     n = 1
     while rel.as_posix() in taken:  # two inputs with the same name: keep both
