@@ -421,7 +421,8 @@ def train(params: TrainParams, train_set: dict, val_set: dict, live, state_dir: 
     plain = build_model(dataclasses.replace(params, weights="none"), image_size)  # float32; no second download
     plain.set_weights(classifier.get_weights())
     batchnorm = keep_recomputed_batchnorm_if_better(plain, train_set, val_set, devices) if params.recompute_bn else {}
-    best_val = max(best.best, batchnorm.get("val_accuracy_bn_recomputed", -math.inf))
+    kept_recomputed = batchnorm.get("batchnorm") == "recomputed"
+    best_val = batchnorm["val_accuracy_bn_recomputed"] if kept_recomputed else best.best
     return plain, {"best_epoch": best.best_epoch + 1, "best_val_accuracy": best_val, "best_weights": best.best_source,
                    **batchnorm,
                    **{f"best_val_accuracy_{source}": value for source, value in best.best_by_source.items()},
