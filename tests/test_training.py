@@ -126,6 +126,19 @@ def test_the_weight_average_is_scored_each_epoch_and_kept_only_when_it_wins(tiny
     assert accuracy == pytest.approx(summary["best_val_accuracy"], abs=1e-6)  # the winner's weights are returned
 
 
+@pytest.mark.parametrize("patience, stops_at", [(2, 4), (0, None)])
+def test_early_stopping_waits_patience_epochs_after_the_best_and_zero_turns_it_off(patience, stops_at):
+    best = training.KeepBest(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), patience)
+    best.set_model(best.classifier)
+    best.model.stop_training = False  # fit sets it before the first epoch
+    for epoch, accuracy in enumerate([0.5, 0.6, 0.55, 0.58, 0.59, 0.57]):  # best at epoch 1 (0-based)
+        best.on_epoch_end(epoch, {"val_accuracy": accuracy})
+        if best.model.stop_training:
+            break
+    assert best.best_epoch == 1
+    assert (epoch + 1 if best.model.stop_training else None) == stops_at
+
+
 def test_recomputed_batchnorm_statistics_are_the_mean_of_the_batch_statistics():
     model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.BatchNormalization()])
     images = np.random.default_rng(0).integers(0, 256, (10, 6, 6), dtype=np.uint8)

@@ -86,7 +86,7 @@ class TrainParams:
     ema: float  # momentum of an exponential moving average of the weights, scored on val each epoch (0 = off)
     class_weight: Literal["none", "sqrt", "balanced"]
     sampling: Literal["shuffle", "balanced"]  # balanced: every class equally likely in each batch
-    patience: int  # early stopping on validation accuracy
+    patience: int  # early stopping on validation accuracy after this many epochs without a new best (0 = off)
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
     devices: Literal["auto"] | int  # data-parallel over this many devices (JAX backend); auto = every accelerator
     seed: int
@@ -154,6 +154,8 @@ def check_combinations(params: Params, source: str) -> Params:
                            f"('preprocess.image_size'; {size} = no cropping)")
     if train.devices != "auto" and train.devices < 1:
         raise EmotionError(f"{source}: 'train.devices' is {train.devices}; use auto or 1 or more")
+    if train.patience < 0:
+        raise EmotionError(f"{source}: 'train.patience' is {train.patience}; use 0 (no early stopping) or 1 or more")
     if not 0 <= train.ema < 1:
         raise EmotionError(f"{source}: 'train.ema' is {train.ema}; use 0 (off) or a momentum below 1, e.g. 0.999")
     if train.dense_units < 1:

@@ -273,8 +273,9 @@ def keep_recomputed_batchnorm_if_better(classifier: keras.Model, train_set: dict
 class KeepBest(keras.callbacks.Callback):
     """Best weights on validation accuracy, kept in memory and restored at the end, and early stopping:
     a phase ends after `patience` epochs without a new best (counted from the phase's start at the
-    earliest, so early stopping ends a phase, not the fine-tuning). With a ScoreAverage before it, the
-    weight average competes too: the better of the raw and the averaged weights on val is kept."""
+    earliest, so early stopping ends a phase, not the fine-tuning); patience 0 runs every epoch. With a
+    ScoreAverage before it, the weight average competes too: the better of the raw and the averaged
+    weights on val is kept."""
 
     def __init__(self, classifier: keras.Model, patience: int, average: ScoreAverage | None = None):
         super().__init__()
@@ -292,7 +293,7 @@ class KeepBest(keras.callbacks.Callback):
             if value > self.best:
                 self.best, self.best_epoch, self.best_source = float(value), epoch, source
                 self.weights = self.average.weights if source == "ema" else self.classifier.get_weights()
-        if epoch - max(self.best_epoch, self.phase_start) >= self.patience:
+        if self.patience and epoch - max(self.best_epoch, self.phase_start) >= self.patience:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
