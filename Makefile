@@ -82,7 +82,7 @@ run: setup
 # The long CPU recipe (issue 10): the default run above plus the same recipe trained for LONG_EPOCHS
 # (its cosine schedule then decays to zero at that epoch; early stopping is off by default) in a temporary
 # copy (the workspace keeps the default's outputs), averaged with weights chosen on val. The second
-# member beat a second seed on val (README: Against the targets). About 2.1x the default's train time.
+# member beat a second seed on val (README: Against the targets). 40 + 60 epochs: about 2.5x the default's train time.
 # Every app takes the result: --model models/ensemble.json.
 LONG_EPOCHS ?= 60
 cpu-long: run
