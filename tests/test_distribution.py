@@ -21,7 +21,9 @@ from emotion.training import train
 
 shardings = []
 crop_call = models.CropWindow.call
-def probe(self, images, training=False):  # records how the training batch is laid out across devices
+# records how the training batch is laid out across devices (recompute_bn is off below: its pass after
+# training calls the model eagerly, on one device, and would show up here as an unsplit batch)
+def probe(self, images, training=False):
     if training:
         jax.debug.inspect_array_sharding(images, callback=lambda s: shardings.append(s))
     return crop_call(self, images, training)
@@ -41,7 +43,7 @@ result = {"devices_seen": len(jax.devices())}
 for devices in (1, 2):
     shardings.clear()
     params = dataclasses.replace(base, model="cnn_small", width=8, epochs=3, batch_size=32, devices=devices,
-                                 precision="float32", class_weight="none",
+                                 precision="float32", class_weight="none", recompute_bn=False,
                                  augment=dataclasses.replace(base.augment, erasing=0.0))
     live = Live()
     model, summary = train(params, data, val, live, f"{sys.argv[1]}/state{devices}")
@@ -49,6 +51,9 @@ for devices in (1, 2):
     result[devices] = {"loss": live.loss, "summary_devices": summary["devices"],
                        "batch_on_devices": sorted({s.num_devices for s in shardings}),
                        "batch_replicated": any(s.is_fully_replicated for s in shardings)}
+# the batch-norm pass and its val scoring under the two-device distribution (35 val images: padded to split)
+from emotion.training import keep_recomputed_batchnorm_if_better
+result["recomputed"] = keep_recomputed_batchnorm_if_better(model, data, val, devices=2)
 print(json.dumps(result))
 """
 
@@ -76,6 +81,7 @@ def test_two_devices_follow_one_devices_loss_curve_with_the_batch_split_between_
     # Same global batch, seed and order: only the order of floating-point sums differs between the two.
     assert len(one["loss"]) == len(two["loss"]) == 3
     assert one["loss"] == pytest.approx(two["loss"], rel=1e-3)
+    assert set(result["recomputed"]) == {"batchnorm", "val_accuracy_bn_trained", "val_accuracy_bn_recomputed"}
 
 
 def test_more_devices_than_present_names_what_exists(monkeypatch):
