@@ -64,6 +64,8 @@ PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", ".dvcignore"]
 TINY_PARAMS = {
     "split.val_fraction": "0.25", "train.model": "cnn_small", "train.width": "8", "train.epochs": "2",
     "train.batch_size": "16", "evaluate.misclassified": "6", "export.parity_images": "16",
+    # 18 val images: one image is 5.6 points, so the 0.5-point int8 gate would fail a tiny model by chance
+    "export.int8_max_accuracy_drop": "0.25",
 }
 
 
