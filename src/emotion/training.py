@@ -262,9 +262,9 @@ def keep_recomputed_batchnorm_if_better(classifier: keras.Model, train_set: dict
     trained = accuracy_of(classifier, val_images, labels)
     recompute_batchnorm(classifier, train_set["images"], devices)
     recomputed = accuracy_of(classifier, val_images, labels)
-    if recomputed <= trained:
-        classifier.set_weights(trained_weights)
     kept = "recomputed" if recomputed > trained else "trained"
+    if kept == "trained":
+        classifier.set_weights(trained_weights)
     print(f"train: batch-norm statistics recomputed on the training images: val accuracy {trained:.4f} -> "
           f"{recomputed:.4f}; keeping the {kept} ones", flush=True)
     return {"batchnorm": kept, "val_accuracy_bn_trained": trained, "val_accuracy_bn_recomputed": recomputed}
