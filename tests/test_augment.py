@@ -42,14 +42,26 @@ def test_augmentation_stays_in_grey_level_range(params):
 
 
 def test_extra_policies_add_layers_and_stay_inactive_at_inference(params):
-    extra = dataclasses.replace(params.train.augment, crop=0.2, brightness=0.2, randaugment=2)
+    extra = dataclasses.replace(params.train.augment, crop=0.2, brightness=0.2, randaugment=2, blur=0.3)
     augmenter = build_augmenter(extra, seed=0)
     names = [type(layer).__name__ for layer in augmenter.layers]
-    assert {"RandomBrightness", "RandAugment"} <= set(names) and names.count("RandomZoom") == 1 + bool(extra.zoom)
+    assert {"RandomBrightness", "RandAugment", "RandomGaussianBlur"} <= set(names) and names.count("RandomZoom") == 1 + bool(extra.zoom)
     x = images()
     np.testing.assert_array_equal(np.asarray(augmenter(x, training=False)), x)
     out = np.asarray(augmenter(x, training=True))
     assert out.min() >= 0 and out.max() <= 255 and not np.allclose(out, x)
+
+
+def test_blur_spreads_a_bright_pixel_in_every_image_at_probability_one(params):
+    only_blur = dataclasses.replace(params.train.augment, flip=False, rotation=0.0, shift=0.0, zoom=0.0,
+                                    contrast=0.0, erasing=0.0, blur=1.0)
+    x = np.zeros((4, 48, 48, 1), "float32")
+    x[:, 24, 24] = 255
+    out = np.asarray(build_augmenter(only_blur, seed=0)(x, training=True))
+    assert (out[:, 24, 24, 0] < 200).all() and (out[:, 24, 25, 0] > 5).all() and (out[:, 23, 24, 0] > 5).all()
+    np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), 255, rtol=0.02)  # a blur moves light, adds none
+    assert "RandomGaussianBlur" not in [type(layer).__name__ for layer in build_augmenter(params.train.augment, 0).layers] \
+        or params.train.augment.blur
 
 
 def test_batch_mixer_mixes_labels_and_is_off_by_default(params):

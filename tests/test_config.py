@@ -85,6 +85,7 @@ def test_set_param_keeps_comments_and_validates(params_file):
     (lambda t: t.update(resize=16), r"'train.resize' is 16; use 32 or more"),
     (lambda t: t.update(dense_units=0), r"'train.dense_units' is 0; use 1 or more"),
     (lambda t: t.update(patience=-1), r"'train.patience' is -1; use 0 \(no early stopping\) or 1 or more"),
+    (lambda t: t["augment"].update(blur=1.5), r"'train.augment.blur' is 1.5; use a probability in \[0, 1\]"),
 ])
 def test_contradictory_settings_are_one_line_errors(params_file, change, message):
     edit(params_file, lambda raw: change(raw["train"]))

@@ -55,6 +55,7 @@ class AugmentParams:
     erasing: float  # probability of RandomErasing; 0 disables it
     crop: float  # random-resized crop: each side keeps 1-crop..1 of the image, resized back; 0 = off
     brightness: float  # RandomBrightness factor; 0 = off
+    blur: float  # probability of a Gaussian blur (sigma 0.5-1.5 px) per image; 0 = off
     randaugment: int  # RandAugment operations per image; 0 = off
     mixup: float  # MixUp Beta(alpha, alpha); 0 = off
     cutmix: float  # CutMix Beta(alpha, alpha); 0 = off (with mixup too, each batch uses one of them)
@@ -156,6 +157,8 @@ def check_combinations(params: Params, source: str) -> Params:
         raise EmotionError(f"{source}: 'train.devices' is {train.devices}; use auto or 1 or more")
     if train.patience < 0:
         raise EmotionError(f"{source}: 'train.patience' is {train.patience}; use 0 (no early stopping) or 1 or more")
+    if not 0 <= train.augment.blur <= 1:
+        raise EmotionError(f"{source}: 'train.augment.blur' is {train.augment.blur}; use a probability in [0, 1] (0 = off)")
     if not 0 <= train.ema < 1:
         raise EmotionError(f"{source}: 'train.ema' is {train.ema}; use 0 (off) or a momentum below 1, e.g. 0.999")
     if train.dense_units < 1:
