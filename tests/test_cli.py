@@ -112,3 +112,21 @@ def test_output_piped_into_head_ends_quietly():
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_evaluate_scores_the_face_of_each_full_photo_and_says_how_each_was_found(model_path, tmp_path, capsys):
+    from inference_fixtures import face_photo_path, write_fer_crop, write_no_face_photo
+
+    for label in ("happy", "sad"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+    shutil.copy(face_photo_path(), tmp_path / "photos/happy/portrait.jpg")
+    write_fer_crop(tmp_path / "photos/happy/crop.png")
+    write_no_face_photo(tmp_path / "photos/sad/scene.jpg")
+    out = tmp_path / "scores.json"
+    main(["evaluate", str(model_path), str(tmp_path / "photos"), "--tta", "none", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "3 images" in printed and "1 found by blazeface" in printed and "1 with no face found" in printed
+    faces = json.loads(out.read_text())["faces"]
+    assert faces == {"mode": "auto", "detector": "blazeface", "detected": 1, "crop": 1, "no face": 1}
+    main(["evaluate", str(model_path), str(tmp_path / "photos"), "--tta", "none", "--faces", "whole", "--json", str(out)])
+    assert json.loads(out.read_text())["faces"] == {"mode": "whole", "detector": "blazeface", "crop": 3}

@@ -16,13 +16,19 @@ def _evaluate(args) -> None:
     from emotion.fileio import write_json
     from emotion.inference import load_classifier
 
-    data = _labelled_data(args.data)
+    from emotion.faces import LabelledFaceReader
+
+    faces = LabelledFaceReader(args.faces, args.margin, args.detector, args.align)
+    data = _labelled_data(args.data, faces)
     args.tta, args.tta_crop = _pipeline_tta(args.tta, args.tta_crop)
     classifiers = [load_classifier(_local_model(spec)) for spec in args.models]
     proba = ensemble_proba(classifiers, data["images"], args.batch_size, args.tta, args.tta_crop)
     runtimes = ", ".join(sorted({c.runtime for c in classifiers}))
     result = {"models": [str(m) for m in args.models], "runtime": runtimes, "data": str(args.data), "tta": args.tta,
               **score(data["labels"], proba)}
+    if faces.counts:  # a folder: how each image's face was found
+        result["faces"] = {"mode": args.faces, "detector": args.detector, **faces.counts}
+        print(faces.summary())
     what = f"ensemble of {len(classifiers)}, " if len(classifiers) > 1 else ""
     print(f"{result['images']} images  accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}"
           f"  ({what}{runtimes}, tta {args.tta})")
@@ -68,8 +74,9 @@ def _pipeline_tta(tta: str | None, crop: float | None) -> tuple[str, float]:
             crop if crop is not None else (stage.tta_crop if stage else TENCROP_SIDE))
 
 
-def _labelled_data(path: Path) -> dict:
-    """A folder of class subfolders, or a prepared split (data/prepared/val.npz)."""
+def _labelled_data(path: Path, faces=None) -> dict:
+    """A folder of class subfolders, or a prepared split (data/prepared/val.npz). `faces`: how a
+    folder's file becomes model input (faces.LabelledFaceReader); default the whole image."""
     from emotion.data import read_labelled_folder
     from emotion.fileio import load_npz
 
@@ -77,7 +84,7 @@ def _labelled_data(path: Path) -> dict:
         if not path.is_file():
             raise EmotionError(f"{path}: not found; run `dvc repro preprocess` or `dvc pull preprocess`")
         return load_npz(path)
-    return read_labelled_folder(path)
+    return read_labelled_folder(path, read=faces)
 
 
 def _local_model(spec: str) -> Path:
@@ -191,12 +198,9 @@ def _serve(args) -> None:
         args.cors_origin, args.detector, args.tta, args.align)
 
 
-def _add_inference_parsers(sub) -> None:
-    model_help = ("model file (.onnx/.tflite/.keras), SavedModel, export folder, ensemble .json "
-                  "(`emotion ensemble`), or a registered version: emotion@prod, emotion@v1.2.0 (default: %(default)s)")
-    faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
+def _detector_options() -> tuple[dict, dict]:
+    """argparse settings of --detector and --align, shared by every command that finds faces."""
     from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
-    from emotion.analyzer import DEFAULT_TTA
     from emotion.faces import DEFAULT_ALIGN
 
     detector = {"choices": list(DETECTORS), "default": DEFAULT_DETECTOR,
@@ -205,6 +209,25 @@ def _add_inference_parsers(sub) -> None:
     align = {"action": argparse.BooleanOptionalAction, "default": DEFAULT_ALIGN,
              "help": "turn each face so its eyes are level before the 48×48 cut, where the detector finds eyes; "
                      "README: Finding faces has what it does to the answers (default: %(default)s)"}
+    return detector, align
+
+
+def _add_face_options(parser, faces_help: str) -> None:
+    """--faces, --detector, --align and --margin: how a command finds the faces in an image."""
+    detector, align = _detector_options()
+    parser.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
+    parser.add_argument("--detector", **detector)
+    parser.add_argument("--align", **align)
+    parser.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
+
+
+def _add_inference_parsers(sub) -> None:
+    model_help = ("model file (.onnx/.tflite/.keras), SavedModel, export folder, ensemble .json "
+                  "(`emotion ensemble`), or a registered version: emotion@prod, emotion@v1.2.0 (default: %(default)s)")
+    faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
+    from emotion.analyzer import DEFAULT_TTA
+
+    detector, align = _detector_options()
     tta = {"choices": ["none", "flip", "tencrop"], "default": DEFAULT_TTA,
            "help": "views averaged per face, as the pipeline scores: tencrop (+2.0 points on val for the int8 model, "
                    "3.5 instead of 0.3 ms per face), flip, or none for speed (default: %(default)s)"}
@@ -213,11 +236,8 @@ def _add_inference_parsers(sub) -> None:
     pr.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     pr.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)")
-    pr.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
-    pr.add_argument("--detector", **detector)
+    _add_face_options(pr, faces_help)
     pr.add_argument("--tta", **tta)
-    pr.add_argument("--align", **align)
-    pr.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--bars", action="store_true", help="draw probability bars beside each face")
     pr.add_argument("--no-annotated", action="store_true", help="write only the report, no annotated copies")
@@ -228,11 +248,8 @@ def _add_inference_parsers(sub) -> None:
     vi.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
     vi.add_argument("--out", type=Path, help="annotated video, .mp4/.avi/.mkv (default: <source>_emotion.mp4)")
     vi.add_argument("--csv", type=Path, help="per-frame CSV (default: the video's name with .csv)")
-    vi.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
-    vi.add_argument("--detector", **detector)
+    _add_face_options(vi, faces_help)
     vi.add_argument("--tta", **tta)
-    vi.add_argument("--align", **align)
-    vi.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
     vi.add_argument("--smooth", type=float, default=0.5,
                     help="weight of the past in each tracked face's probabilities, 0 = none (default: %(default)s)")
     vi.add_argument("--detect-every", type=int, default=1, metavar="N",
@@ -287,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta-crop", type=float, default=None,
                     help="tencrop: the window moved to each corner, fraction of the image (default: params.yaml's "
                          "evaluate.tta_crop; 0.833 without it)")
+    _add_face_options(ev, "the largest face of each image is scored; auto: images up to 128 px are face crops, "
+                          "larger ones are searched (one with no face found is scored whole and counted); "
+                          "detect: search every image; whole: no search (default: %(default)s)")
     ev.set_defaults(func=_evaluate)
 
     en = sub.add_parser("ensemble", help="combine models into an ensemble file, weights chosen on validation data")

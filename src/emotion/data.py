@@ -7,6 +7,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,14 +285,17 @@ def pack_split(raw_dir: Path, rows: pd.DataFrame, image_size: int, progress_ever
     return {"images": images, "labels": labels, "ids": rows.id.to_numpy(dtype=str)}
 
 
-def read_labelled_folder(root: Path, image_size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
-    """Any folder of class subfolders (FER2013 layout or another dataset, PNG or JPEG) as arrays.
-    Unreadable files are skipped, each with a printed line, then their count."""
+def read_labelled_folder(root: Path, image_size: int = IMAGE_SIZE,
+                         read: Callable[[Path], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Any folder of class subfolders (FER2013 layout or another dataset, PNG or JPEG) as arrays. `read`
+    turns one file into model input (default: the whole image, read_image; faces.LabelledFaceReader cuts
+    the largest face). Unreadable files are skipped, each with a printed line, then their count."""
+    read = read or (lambda file: read_image(file, image_size))
     images, labels, ids, skipped = [], [], [], 0
     for label, class_dir in list_class_folders(Path(root), allow_missing=True).items():
         for file in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
             try:
-                images.append(read_image(file, image_size))
+                images.append(read(file))
             except EmotionError as err:
                 print(f"  skipped {err}")
                 skipped += 1
