@@ -13,10 +13,9 @@ DEFAULT_MODEL = Path("models/export")
 
 def _evaluate(args) -> None:
     from emotion.evaluation import ensemble_proba, score
+    from emotion.faces import LabelledFaceReader
     from emotion.fileio import write_json
     from emotion.inference import load_classifier
-
-    from emotion.faces import LabelledFaceReader
 
     faces = LabelledFaceReader(args.faces, args.margin, args.detector, args.align)
     data = _labelled_data(args.data, faces)
@@ -214,11 +213,14 @@ def _detector_options() -> tuple[dict, dict]:
 
 def _add_face_options(parser, faces_help: str) -> None:
     """--faces, --detector, --align and --margin: how a command finds the faces in an image."""
+    from emotion.faces import DEFAULT_MARGIN
+
     detector, align = _detector_options()
     parser.add_argument("--faces", choices=["auto", "detect", "whole"], default="auto", help=faces_help)
     parser.add_argument("--detector", **detector)
     parser.add_argument("--align", **align)
-    parser.add_argument("--margin", type=float, default=0.1, help="crop margin per side, fraction of the face box")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help="crop margin per side, fraction of the face box (default: %(default)s)")
 
 
 def _add_inference_parsers(sub) -> None:
