@@ -2,11 +2,13 @@
 
     python benchmarks/face_margin.py [--model models/export] [--data data/prepared/val.npz] [--faces 0]
                                      [--margins 0 0.05 0.1 0.15 0.2 0.3] [--shifts 0 -0.05 -0.1]
-                                     [--detector blazeface] [--tta tencrop] [--json out.json]
+                                     [--canvas grey|edge] [--detector blazeface] [--tta tencrop]
+                                     [--json out.json]
 
 The model learnt faces as FER2013 framed them; the apps cut a detected face as a square with `--margin`
 per side around the detector's box. Each FER face (all of the split with --faces 0, else a seeded subset)
-is enlarged to 160 px on a grey canvas as in benchmarks/alignment.py and searched by the detector. First,
+is enlarged to 160 px on a grey canvas as in benchmarks/alignment.py (or, `--canvas edge`, with its
+border pixels repeated outwards) and searched by the detector. First,
 how FER frames the box it finds: the box side over the face image's side (so the margin that would give
 FER's framing, (1/ratio − 1)/2) and how far the box centre sits from the image centre. Then the apps'
 own cut (faces.cut_face, aligned as the apps do) for each margin and each vertical shift of the box (a
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # alignment.py's canvas, as a script or imported
 from alignment import CANVAS, FACE_SIDE, central_detection, tilted_canvas  # noqa: E402
@@ -43,6 +46,13 @@ def framing(detections: list[Detection]) -> dict:
     median = float(np.median(ratio))
     return {"box_over_image": median, "box_over_image_p10_p90": [float(np.percentile(ratio, p)) for p in (10, 90)],
             "implied_margin": (1 / median - 1) / 2, "centre_dx": float(np.median(dx)), "centre_dy": float(np.median(dy))}
+
+
+def edge_canvas(face: np.ndarray) -> Image.Image:
+    """The face enlarged as on alignment.py's canvas, with its edge pixels repeated outwards instead of grey:
+    a cut that reaches past the FER crop sees a smear of the face's border rather than a flat grey band."""
+    big = np.asarray(Image.fromarray(face).resize((FACE_SIDE, FACE_SIDE), Image.Resampling.BICUBIC))
+    return Image.fromarray(np.pad(big, (CANVAS - FACE_SIDE) // 2, mode="edge"))
 
 
 def shifted(detection: Detection, shift: float) -> Detection:
@@ -72,6 +82,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--shifts", type=float, nargs="+", default=[0, -0.05, -0.1])
     parser.add_argument("--detector", choices=["blazeface", "blazeface-full", "haar"], default=DEFAULT_DETECTOR)
     parser.add_argument("--tta", choices=["none", "flip", "tencrop"], default="tencrop")
+    parser.add_argument("--canvas", choices=["grey", "edge"], default="grey",
+                        help="around the enlarged face: alignment.py's mid-grey, or its edge pixels repeated")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
@@ -86,7 +98,7 @@ def main(argv=None) -> dict:
     detector, classifier = get_detector(args.detector), load_classifier(args.model)
     canvases, detections, found = [], [], []
     for i in pick:
-        canvas = tilted_canvas(data["images"][i], 0)
+        canvas = tilted_canvas(data["images"][i], 0) if args.canvas == "grey" else edge_canvas(data["images"][i])
         detection = central_detection(detector.detect(canvas))
         if detection is not None:
             canvases.append(canvas)
@@ -99,8 +111,8 @@ def main(argv=None) -> dict:
     table = accuracy_table(classifier, canvases, detections, labels, args.margins, args.shifts, args.batch_size,
                            args.tta, args.detector)
     whole = float(np.mean(predict_proba(classifier, data["images"][found], args.batch_size, args.tta).argmax(1) == labels))
-    print(f"{len(found)} of {len(pick)} faces of {args.data} found by {args.detector}; {args.model} "
-          f"({classifier.runtime}), tta {args.tta}\n")
+    print(f"{len(found)} of {len(pick)} faces of {args.data} on a {args.canvas} canvas found by {args.detector}; "
+          f"{args.model} ({classifier.runtime}), tta {args.tta}\n")
     print(f"FER's framing: the box is {frame['box_over_image']:.3f} of the face image's side (10th-90th percentile "
           f"{frame['box_over_image_p10_p90'][0]:.3f}-{frame['box_over_image_p10_p90'][1]:.3f}), so margin "
           f"{frame['implied_margin']:.3f} per side gives FER's framing; box centre offset "
@@ -110,7 +122,7 @@ def main(argv=None) -> dict:
     print("|---|" + "---:|" * len(args.shifts))
     for m in args.margins:
         print(f"| {m:.2f} | " + " | ".join(f"{table[m, s]:.4f}" for s in args.shifts) + " |")
-    result = {"faces": len(pick), "found": len(found), "framing": frame, "whole_accuracy": whole,
+    result = {"canvas": args.canvas, "tta": args.tta, "faces": len(pick), "found": len(found), "framing": frame, "whole_accuracy": whole,
               "accuracy": {f"margin {m} shift {s}": a for (m, s), a in table.items()}}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -32,3 +32,13 @@ def test_a_shift_moves_the_box_and_the_eyes_by_a_fraction_of_its_side(bench):
 def test_the_margin_is_never_chosen_on_a_test_split(bench, tmp_path):
     with pytest.raises(SystemExit, match="validation"):
         bench.main(["--data", str(tmp_path / "test.npz")])
+
+
+def test_the_edge_canvas_repeats_the_faces_border_around_it(bench):
+    import numpy as np
+
+    face = np.full((48, 48), 90, np.uint8)
+    face[0, :] = 200  # a bright top row
+    canvas = np.asarray(bench.edge_canvas(face))
+    assert canvas.shape == (bench.CANVAS, bench.CANVAS)
+    assert canvas[0, bench.CANVAS // 2] > 150 and canvas[-1, bench.CANVAS // 2] == 90  # top smeared up, bottom down
