@@ -292,11 +292,3 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
         os.umask(umask)
     assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
-
-
-def test_reading_a_labelled_folder_shows_progress(fake_fer, capsys):
-    from emotion.data import read_labelled_folder
-
-    data = read_labelled_folder(fake_fer / "test", progress_every=10)
-    assert len(data["images"]) == 21
-    assert capsys.readouterr().out.splitlines() == ["  read 10/21 files", "  read 20/21 files"]

@@ -199,33 +199,3 @@ def test_the_apps_default_is_what_the_measurement_chose():
         assert parser.parse_args(argv).align is DEFAULT_ALIGN
         assert parser.parse_args([*argv, "--align"]).align is True
         assert parser.parse_args([*argv, "--no-align"]).align is False
-
-
-def test_a_labelled_photo_is_scored_on_its_largest_face_a_crop_whole_and_a_faceless_photo_whole(photos):  # noqa: F811
-    from emotion.faces import LabelledFaceReader
-
-    reader = LabelledFaceReader()
-    face = find_faces(open_image(photos["face.jpg"])).faces[0]
-    assert np.array_equal(reader(photos["face.jpg"]), face.pixels)
-    assert not np.array_equal(face.pixels, read_image(photos["face.jpg"]))  # not the whole 512×600 frame
-    assert np.array_equal(reader(photos["crop.png"]), read_image(photos["crop.png"]))
-    assert np.array_equal(reader(photos["noface.jpg"]), read_image(photos["noface.jpg"]))
-    assert reader.counts == {"detected": 1, "crop": 1, "no face": 1}
-    assert reader.summary() == ("faces: 1 found by blazeface, 1 taken whole (crops up to 128 px), "
-                                "1 with no face found (scored whole)")
-
-
-def test_a_labelled_photo_read_whole_is_the_training_conversion(photos):  # noqa: F811
-    from emotion.faces import LabelledFaceReader
-
-    reader = LabelledFaceReader("whole")
-    assert np.array_equal(reader(photos["face.jpg"]), read_image(photos["face.jpg"]))
-    assert reader.counts == {"crop": 1}
-
-
-@pytest.mark.parametrize("mode, margin, says", [("faces", 0.1, "unknown face mode 'faces'"), ("auto", 2.0, "--margin 2.0")])
-def test_a_labelled_face_reader_refuses_bad_settings_in_one_line(mode, margin, says):
-    from emotion.faces import LabelledFaceReader
-
-    with pytest.raises(EmotionError, match=says):
-        LabelledFaceReader(mode, margin)

@@ -13,7 +13,7 @@ DEFAULT_MODEL = Path("models/export")
 
 def _evaluate(args) -> None:
     from emotion.evaluation import ensemble_proba, score
-    from emotion.faces import LabelledFaceReader
+    from emotion.labelled import LabelledFaceReader
     from emotion.fileio import write_json
     from emotion.inference import load_classifier
 
@@ -75,8 +75,8 @@ def _pipeline_tta(tta: str | None, crop: float | None) -> tuple[str, float]:
 
 def _labelled_data(path: Path, faces=None) -> dict:
     """A folder of class subfolders, or a prepared split (data/prepared/val.npz). `faces`: how a
-    folder's file becomes model input (faces.LabelledFaceReader); default the whole image."""
-    from emotion.data import read_labelled_folder
+    folder's file becomes model input (labelled.LabelledFaceReader); default the whole image."""
+    from emotion.labelled import read_labelled_folder
     from emotion.fileio import load_npz
 
     if path.suffix == ".npz":

@@ -7,7 +7,6 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,30 +282,3 @@ def pack_split(raw_dir: Path, rows: pd.DataFrame, image_size: int, progress_ever
             print(f"  packed {i + 1}/{len(rows)}", flush=True)
     labels = rows.label.map(CLASSES.index).to_numpy(dtype=np.int64)
     return {"images": images, "labels": labels, "ids": rows.id.to_numpy(dtype=str)}
-
-
-def read_labelled_folder(root: Path, image_size: int = IMAGE_SIZE, read: Callable[[Path], np.ndarray] | None = None,
-                         progress_every: int = 1000) -> dict[str, np.ndarray]:
-    """Any folder of class subfolders (FER2013 layout or another dataset, PNG or JPEG) as arrays. `read`
-    turns one file into model input (default: the whole image, read_image; faces.LabelledFaceReader cuts
-    the largest face). Unreadable files are skipped, each with a printed line, then their count."""
-    read = read or (lambda file: read_image(file, image_size))
-    files = [(label, file) for label, class_dir in list_class_folders(Path(root), allow_missing=True).items()
-             for file in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))]
-    images, labels, ids, skipped = [], [], [], 0
-    for i, (label, file) in enumerate(files, 1):
-        if i % progress_every == 0:
-            print(f"  read {i}/{len(files)} files", flush=True)
-        try:
-            images.append(read(file))
-        except EmotionError as err:
-            print(f"  skipped {err}")
-            skipped += 1
-            continue
-        labels.append(CLASSES.index(label))
-        ids.append(file.relative_to(root).as_posix())
-    if not images:
-        raise EmotionError(f"{root}: no readable images in its class folders")
-    if skipped:
-        print(f"  skipped {skipped} unreadable file(s) of {skipped + len(images)}; scoring the other {len(images)}")
-    return {"images": np.stack(images), "labels": np.array(labels, dtype=np.int64), "ids": np.array(ids, dtype=str)}

@@ -9,15 +9,13 @@ one video frame from a later one, without detecting again.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from emotion.images import IMAGE_SIZE, flatten_alpha, open_image, to_model_input
+from emotion.images import IMAGE_SIZE, flatten_alpha, to_model_input
 from emotion.detectors import DEFAULT_DETECTOR, Detection, Detector, get_detector
 from emotion.errors import EmotionError
 
@@ -157,39 +155,3 @@ def level_crop(image: Image.Image, box, margin: float, angle: float) -> Image.Im
     matrix[:, 2] += (out / 2 - (cx - left), out / 2 - (cy - top))  # the box's centre lands in the middle
     turned = cv2.warpAffine(gray, matrix, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return Image.fromarray(turned)
-
-
-class LabelledFaceReader:
-    """Reads a labelled photo for scoring (`emotion evaluate` on a folder): the largest face found in it,
-    cut as the apps cut faces, so a dataset of full photos is scored on faces, not on whole frames. Small
-    images are crops already (mode auto). A photo where no face is found is scored whole rather than left
-    out, so the accuracy still counts every image; `counts` says how many of each there were."""
-
-    def __init__(self, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN, detector: str = DEFAULT_DETECTOR,
-                 align: bool = DEFAULT_ALIGN):
-        if mode not in ("auto", "detect", "whole"):
-            raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
-        if not 0 <= margin <= 1:
-            raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
-        self.mode, self.margin, self.detector, self.align = mode, margin, detector, align
-        self.counts: Counter[str] = Counter()  # crop | detected | no face
-
-    def __call__(self, path: str | Path) -> np.ndarray:
-        image = open_image(path)
-        found = find_faces(image, self.mode, self.margin, self.detector, self.align)
-        if not found.faces:
-            self.counts["no face"] += 1
-            return to_model_input(image, IMAGE_SIZE)
-        self.counts["crop" if found.detector == "whole" else "detected"] += 1
-        return found.faces[0].pixels
-
-    def summary(self) -> str:
-        """`faces: 118 found by blazeface, 2 crops, 3 with no face found (scored whole)`"""
-        parts = []
-        if self.counts["detected"]:
-            parts.append(f"{self.counts['detected']} found by {self.detector}")
-        if self.counts["crop"]:
-            parts.append(f"{self.counts['crop']} taken whole" + (" (crops up to 128 px)" if self.mode == "auto" else ""))
-        if self.counts["no face"]:
-            parts.append(f"{self.counts['no face']} with no face found (scored whole)")
-        return "faces: " + ", ".join(parts)
