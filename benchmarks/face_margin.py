@@ -122,8 +122,8 @@ def main(argv=None) -> dict:
     print("|---|" + "---:|" * len(args.shifts))
     for m in args.margins:
         print(f"| {m:.2f} | " + " | ".join(f"{table[m, s]:.4f}" for s in args.shifts) + " |")
-    result = {"canvas": args.canvas, "tta": args.tta, "faces": len(pick), "found": len(found), "framing": frame, "whole_accuracy": whole,
-              "accuracy": {f"margin {m} shift {s}": a for (m, s), a in table.items()}}
+    result = {"canvas": args.canvas, "tta": args.tta, "faces": len(pick), "found": len(found), "framing": frame,
+              "whole_accuracy": whole, "accuracy": {f"margin {m} shift {s}": a for (m, s), a in table.items()}}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result

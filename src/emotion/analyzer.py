@@ -12,7 +12,8 @@ from PIL import Image
 from emotion.data import CLASSES, IMAGE_SIZE
 from emotion.detectors import DEFAULT_DETECTOR, get_detector
 from emotion.errors import EmotionError
-from emotion.faces import DEFAULT_ALIGN, DEFAULT_MARGIN, Face, FaceMode, FoundFaces, find_faces, recut_face
+from emotion.faces import (DEFAULT_ALIGN, DEFAULT_MARGIN, Face, FaceMode, FoundFaces, check_margin, find_faces,
+                           recut_face)
 
 DEFAULT_TTA = "tencrop"  # views per face in the apps and the library: +2.0 points on val (README: What ships)
 
@@ -50,8 +51,7 @@ class Analyzer:
                  align: bool = DEFAULT_ALIGN):
         from emotion.inference import load_classifier
 
-        if not 0 <= margin <= 1:
-            raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
+        check_margin(margin)
         if batch_size < 1:
             raise EmotionError(f"--batch-size {batch_size}: use a positive number of faces per model call, e.g. 256")
         self.detector = get_detector(detector)  # an unknown or missing detector fails before the model loads

@@ -75,6 +75,11 @@ class FoundFaces:
         return f"no face found by {self.detector} (it looks for faces of {self.smallest} px and larger)"
 
 
+def check_margin(margin: float) -> None:
+    if not 0 <= margin <= 1:
+        raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
+
+
 def with_margin(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of a square grown by `margin` per side, clipped to the image."""
     x, y, w, h = box

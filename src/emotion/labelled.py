@@ -15,7 +15,7 @@ import numpy as np
 from emotion.data import CLASSES, list_class_folders
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
-from emotion.faces import DEFAULT_ALIGN, DEFAULT_MARGIN, FaceMode, find_faces
+from emotion.faces import DEFAULT_ALIGN, DEFAULT_MARGIN, FaceMode, check_margin, find_faces
 from emotion.images import IMAGE_SIZE, open_image, read_image, to_model_input
 
 
@@ -56,8 +56,7 @@ class LabelledFaceReader:
                  align: bool = DEFAULT_ALIGN):
         if mode not in ("auto", "detect", "whole"):
             raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
-        if not 0 <= margin <= 1:
-            raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
+        check_margin(margin)
         self.mode, self.margin, self.detector, self.align = mode, margin, detector, align
         self.counts: Counter[str] = Counter()  # crop | detected | no face
 
