@@ -75,6 +75,11 @@ class FoundFaces:
         return f"no face found by {self.detector} (it looks for faces of {self.smallest} px and larger)"
 
 
+def check_face_mode(mode: str) -> None:
+    if mode not in ("auto", "detect", "whole"):
+        raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
+
+
 def check_margin(margin: float) -> None:
     if not 0 <= margin <= 1:
         raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
@@ -99,8 +104,7 @@ def find_faces(image: Image.Image, mode: FaceMode = "auto", margin: float = DEFA
     detector's minimum size. mode: auto (small images are crops, others are searched), detect (always
     search), whole (the image is one face). `detector`: a name from emotion.detectors.DETECTORS or a
     detector object. `align`: turn each crop so the eyes are level (detectors that find eyes only)."""
-    if mode not in ("auto", "detect", "whole"):
-        raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
+    check_face_mode(mode)
     width, height = image.size
     if mode == "whole" or (mode == "auto" and is_face_crop(image)):
         whole = Face((0, 0, width, height), (0, 0, width, height), to_model_input(image, IMAGE_SIZE), "whole")

@@ -15,7 +15,8 @@ import numpy as np
 from emotion.data import CLASSES, list_class_folders
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
-from emotion.faces import DEFAULT_ALIGN, DEFAULT_MARGIN, FaceMode, check_margin, find_faces
+from emotion.faces import (CROP_MAX_SIDE, DEFAULT_ALIGN, DEFAULT_MARGIN, FaceMode, check_face_mode, check_margin,
+                           find_faces)
 from emotion.images import IMAGE_SIZE, open_image, read_image, to_model_input
 
 
@@ -54,8 +55,7 @@ class LabelledFaceReader:
 
     def __init__(self, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN, detector: str = DEFAULT_DETECTOR,
                  align: bool = DEFAULT_ALIGN):
-        if mode not in ("auto", "detect", "whole"):
-            raise EmotionError(f"unknown face mode '{mode}'; use auto, detect or whole")
+        check_face_mode(mode)
         check_margin(margin)
         self.mode, self.margin, self.detector, self.align = mode, margin, detector, align
         self.counts: Counter[str] = Counter()  # crop | detected | no face
@@ -70,12 +70,13 @@ class LabelledFaceReader:
         return found.faces[0].pixels
 
     def summary(self) -> str:
-        """`faces: 118 found by blazeface, 2 crops, 3 with no face found (scored whole)`"""
+        """`faces: 118 found by blazeface, 2 taken whole (crops up to 128 px), 3 with no face found (scored whole)`"""
         parts = []
         if self.counts["detected"]:
             parts.append(f"{self.counts['detected']} found by {self.detector}")
         if self.counts["crop"]:
-            parts.append(f"{self.counts['crop']} taken whole" + (" (crops up to 128 px)" if self.mode == "auto" else ""))
+            rule = f" (crops up to {CROP_MAX_SIDE} px)" if self.mode == "auto" else ""
+            parts.append(f"{self.counts['crop']} taken whole{rule}")
         if self.counts["no face"]:
             parts.append(f"{self.counts['no face']} with no face found (scored whole)")
         return "faces: " + ", ".join(parts)
