@@ -328,7 +328,7 @@ def test_an_interrupted_run_resumes_to_bit_identical_weights(tiny_train, tmp_pat
     assert training.saved_state(tmp_path / "b", "same inputs")["epoch"] == 2
     assert training.saved_state(tmp_path / "b", "other inputs") is None  # stale state is not resumed
     live = FakeLive()
-    resumed, summary = train(params, *data, live, tmp_path / "b", "same inputs")
+    resumed, summary = train(params, *data, live, str(tmp_path / "b"), "same inputs")  # a str folder resumes too
     assert live.steps == 2 and summary["epochs_run"] == 4  # only epochs 3 and 4 ran again
     for left, right in zip(uninterrupted.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(left, right)

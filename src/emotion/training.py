@@ -320,7 +320,7 @@ class TrainingState(keras.callbacks.Callback):
 
     def __init__(self, folder: Path, fingerprint: str, trainer: keras.Model, best: KeepBest, logger: LiveLogger):
         super().__init__()
-        self.folder, self.fingerprint, self.trainer, self.best, self.logger = folder, fingerprint, trainer, best, logger
+        self.folder, self.fingerprint, self.trainer, self.best, self.logger = Path(folder), fingerprint, trainer, best, logger
         self.phase = self.epochs_run = 0
 
     def restore(self, meta: dict) -> None:
