@@ -8,8 +8,8 @@ from pathlib import Path
 
 from emotion.config import load_params, to_dict
 from emotion.errors import one_line_errors
-from emotion.export import export_model, sha256_file
-from emotion.fileio import load_npz, write_json, write_text
+from emotion.export import export_model
+from emotion.fileio import file_digest, load_npz, write_json, write_text
 from emotion.modelcard import model_card
 from emotion.pipeline import StageInputs
 from emotion.scorecard import score_runtimes
@@ -27,7 +27,7 @@ def main():
                     for split in ("test", "val")},
         "metrics_tta": scores["tta"],
         "single_view": scores["single_view"],
-        "data_sha256": {split: sha256_file(Path(f"data/prepared/{split}.npz")) for split in ("train", "val", "test")},
+        "data_sha256": {split: file_digest(f"data/prepared/{split}.npz", "sha256") for split in ("train", "val", "test")},
     }
     parity = export_model(Path("models/model.keras"), Path("models/export"), params.export.formats,
                           test["images"][: params.export.parity_images], metadata,

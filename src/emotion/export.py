@@ -1,14 +1,13 @@
 """Export the trained model to deployable formats and check they agree with the Keras original."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from emotion.data import CLASSES, IMAGE_SIZE
 from emotion.errors import EmotionError
-from emotion.fileio import atomic_path, write_json
+from emotion.fileio import atomic_path, file_digest, write_json
 from emotion.inference import KerasClassifier, load_classifier
 
 FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "onnx_int8": "model.int8.onnx", "tflite": "model.tflite"}
@@ -16,14 +15,6 @@ KERAS_FORMAT = {"saved_model": "tf_saved_model", "onnx": "onnx", "tflite": "lite
 # Largest |probability difference| from Keras an export may show: float formats only round; int8 quantizes
 # (0.028 for the default model). Beyond these the converted graph computes something else.
 PARITY_LIMIT = {"saved_model": 1e-3, "onnx": 1e-3, "tflite": 1e-3, "onnx_int8": 0.1}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_images: np.ndarray,

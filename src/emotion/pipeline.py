@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from emotion.errors import EmotionError
+from emotion.fileio import file_digest
 
-_CHUNK = 1 << 20
 
 
 def declared_inputs(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> tuple[list[str], list[str]]:
@@ -31,20 +31,12 @@ def declared_inputs(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> tuple[list
 def content_hash(path: Path) -> str | None:
     """md5 of a file, or of a folder's sorted (relative path, file md5) list; None if it does not exist."""
     if path.is_file():
-        return _file_md5(path)
+        return file_digest(path, "md5")
     if not path.is_dir():
         return None
     digest = hashlib.md5()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{_file_md5(file)}\n".encode())
-    return digest.hexdigest()
-
-
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file, 'md5')}\n".encode())
     return digest.hexdigest()
 
 
