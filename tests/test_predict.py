@@ -2,8 +2,12 @@
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from emotion.images import read_image
 from emotion.errors import EmotionError
 from emotion.inference import load_classifier
 from emotion.analyzer import Analyzer
-from emotion.predict import Progress, format_summary, predict_paths
+from emotion.predict import Progress, format_summary, open_photo, predict_paths
 from inference_fixtures import face_photo_path, photos, tiny_export  # noqa: F401
 from small_faces import group_with_a_small_face, small_face_photo
 
@@ -117,6 +121,45 @@ def test_exif_rotated_photo_is_turned_upright(analyzer, tmp_path):
     report = predict_paths([tmp_path / "rotated.jpg"], tmp_path / "out", analyzer, annotate_images=False)
     (record,) = report["images"]
     assert (record["width"], record["height"]) == (512, 600) and len(record["faces"]) == 1
+
+
+def test_phone_formats_and_a_file_name_that_is_not_utf8_are_reported_not_fatal(analyzer, photos, tmp_path):  # noqa: F811
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photos["crop.png"], folder / os.fsdecode(b"caf\xe9.png"))  # a Latin-1 name from an old disk
+    shutil.copy(photos["face.jpg"], folder / "camera.jfif")
+    (folder / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(100))
+    report = predict_paths([folder], tmp_path / "out", analyzer, annotate_images=False)
+    by_name = _by_name(report)
+    assert by_name["camera.jfif"]["status"] == "ok" and by_name["caf\udce9.png"]["status"] == "ok"
+    assert by_name["phone.heic"]["status"] == "skipped"
+    assert by_name["phone.heic"]["reason"] == ("a HEIC photo, which this tool cannot decode; convert it to JPEG or "
+                                               "PNG (most phones can also shoot JPEG)")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "predictions.csv", encoding="utf-8")))
+    assert sorted(Path(r["file"]).name for r in rows) == ["caf\\udce9.png", "camera.jfif", "phone.heic"]
+
+
+def _png_header_claiming(tmp_path, width: int, height: int) -> Path:
+    """A PNG whose header claims width × height pixels; its data is a 1×1 image's (so decoding fails)."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR: width, height, then its CRC at 29-33
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path = tmp_path / "huge.png"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_photo_over_pillows_limit_is_opened_up_to_max_megapixels_and_refused_over_it(tmp_path, recwarn):
+    huge = _png_header_claiming(tmp_path, 14_000, 13_000)  # 182 MP: Pillow alone raises at 179
+    with pytest.raises(EmotionError) as past_the_size_check:
+        open_photo(huge, 200_000_000)
+    assert "MP" not in str(past_the_size_check.value)  # refused for its truncated data, not for its size
+    with pytest.raises(EmotionError, match=r"huge.png: 14000×13000 pixels \(182.0 MP\) is over the 100 MP limit"):
+        open_photo(huge, 100_000_000)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is back
 
 
 def test_same_name_twice_keeps_both_copies(analyzer, photos, tmp_path):  # noqa: F811

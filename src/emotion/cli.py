@@ -166,11 +166,13 @@ def _predict(args) -> None:
     from emotion.analyzer import Analyzer
     from emotion.predict import format_summary, list_images, predict_paths
 
+    if not args.max_megapixels > 0:
+        raise EmotionError(f"--max-megapixels {args.max_megapixels}: use a positive number, e.g. 200")
     list_images(args.paths)  # a wrong path fails before the model loads
     analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size, args.detector, args.tta,
                         args.align)
     report = predict_paths(args.paths, args.out, analyzer, not args.no_annotated, args.bars,
-                           progress_stream=sys.stderr)
+                           progress_stream=sys.stderr, max_megapixels=args.max_megapixels)
     print(format_summary(report["summary"]) + f"  ({analyzer.runtime})")
     print(f"wrote {args.out}/predictions.csv, predictions.json, summary.json"
           + ("" if args.no_annotated else f" and annotated copies in {args.out}/annotated/"))
@@ -228,6 +230,7 @@ def _add_inference_parsers(sub) -> None:
                   "(`emotion ensemble`), or a registered version: emotion@prod, emotion@v1.2.0 (default: %(default)s)")
     faces_help = "auto: images up to 128 px are face crops, larger ones are searched; detect; whole"
     from emotion.analyzer import DEFAULT_TTA
+    from emotion.predict import DEFAULT_MAX_MEGAPIXELS
 
     detector, align = _detector_options()
     tta = {"choices": ["none", "flip", "tencrop"], "default": DEFAULT_TTA,
@@ -243,6 +246,9 @@ def _add_inference_parsers(sub) -> None:
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--bars", action="store_true", help="draw probability bars beside each face")
     pr.add_argument("--no-annotated", action="store_true", help="write only the report, no annotated copies")
+    pr.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
+                    help="larger photos are skipped with the reason, checked from the header before decoding "
+                         "(default: %(default)s; a 200 MP photo needs about 0.6 GB of memory)")
     pr.set_defaults(func=_predict)
 
     vi = sub.add_parser("video", help="annotate a video file or camera stream frame by frame")

@@ -40,7 +40,7 @@ Eyes = tuple[tuple[float, float], tuple[float, float]]  # (x, y) of the eye on t
 
 @dataclass(frozen=True)
 class Detection:
-    box: tuple[int, int, int, int]  # x, y, width, height in image pixels
+    box: tuple[int, int, int, int]  # x, y, width, height in image pixels; past the edge where the face is cut by it
     score: float = 1.0  # the detector's confidence, 0-1 (Haar has none: 1)
     eyes: Eyes | None = None
 
@@ -168,9 +168,9 @@ class _BlazeFaceSearch(_SizeRule):
         detections = []
         for score, (centre, size, right_eye, left_eye, *_) in _weighted_nms(points, scores, self.iou):
             (cx, cy), (w, h) = centre, size
-            x, y = max(0, round(cx - w / 2)), max(0, round(cy - h / 2))
-            w, h = min(width, round(cx + w / 2)) - x, min(height, round(cy + h / 2)) - y
-            if w > 1 and h > 1:
+            x, y = round(cx - w / 2), round(cy - h / 2)  # not clipped: a face cut by the edge keeps its size
+            w, h = round(cx + w / 2) - x, round(cy + h / 2) - y
+            if min(width, x + w) - max(0, x) > 1 and min(height, y + h) - max(0, y) > 1:
                 eyes = tuple(sorted((tuple(map(float, right_eye)), tuple(map(float, left_eye)))))
                 detections.append(Detection((x, y, w, h), float(score), eyes))
         return detections

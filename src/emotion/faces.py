@@ -27,12 +27,14 @@ DEFAULT_ALIGN = True  # steadier under tilt, upright accuracy unchanged: benchma
 
 @dataclass(frozen=True)
 class Face:
-    box: tuple[int, int, int, int]  # x, y, width, height of the detected face in image pixels
-    crop: tuple[int, int, int, int]  # left, top, right, bottom cut (box plus margin, clipped; before turning)
+    box: tuple[int, int, int, int]  # x, y, width, height of the detected face in image pixels (clipped to the image)
+    crop: tuple[int, int, int, int]  # left, top, right, bottom of the square cut (box plus margin, before turning);
+    #                                   past the image's edge where the face is, and there the edge pixels repeat
     pixels: np.ndarray  # uint8 48×48 model input
     detector: str  # the detector's name ("blazeface", "haar", ...) or "whole" (the whole image taken as the face)
     score: float = 1.0  # the detector's confidence (1 for Haar and whole images)
     turned: float = 0.0  # degrees counter-clockwise the crop was turned to level the eyes (0: not aligned)
+    detected: tuple[int, int, int, int] | None = None  # the detector's box before clipping (None: same as box)
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,32 @@ def check_margin(margin: float) -> None:
         raise EmotionError(f"--margin {margin}: use a fraction of the face box between 0 and 1, e.g. 0.1")
 
 
-def with_margin(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of a square grown by `margin` per side, clipped to the image."""
+def with_margin(box, margin: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of a square on the box's longer side grown by `margin` per side, about the
+    box's centre. Not clipped: a face cut by the photo's edge keeps its size and centre (see cut_square)."""
     x, y, w, h = box
     side = max(w, h) * (1 + 2 * margin)
     cx, cy = x + w / 2, y + h / 2
-    left, top = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
-    return left, top, min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
+    return round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)
+
+
+def clip_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the part of `box` inside a width × height image."""
+    x, y, w, h = box
+    left, top = max(0, x), max(0, y)
+    return left, top, min(width, x + w) - left, min(height, y + h) - top
+
+
+def cut_square(image: Image.Image, square) -> Image.Image:
+    """The square (left, top, right, bottom) cut from `image`; where it overhangs the image the edge
+    pixels repeat (as in level_crop), instead of PIL's black, so the face stays centred and unstretched."""
+    left, top, right, bottom = square
+    inside = (max(0, left), max(0, top), min(image.width, right), min(image.height, bottom))
+    if inside == tuple(square):
+        return image.crop(square)
+    gray = np.asarray(flatten_alpha(image.crop(inside)).convert("L"))
+    pad = ((inside[1] - top, bottom - inside[3]), (inside[0] - left, right - inside[2]))
+    return Image.fromarray(np.pad(gray, pad, mode="edge"))
 
 
 def is_face_crop(image: Image.Image) -> bool:
@@ -113,30 +134,33 @@ def find_faces(image: Image.Image, mode: FaceMode = "auto", margin: float = DEFA
     faces, too_small = [], []
     for detection in sorted(found.detect(image), key=lambda d: -d.box[2] * d.box[3]):  # largest first
         if max(detection.box[2:]) < found.min_face_px:  # the crop is a square on the longer side
-            too_small.append(SmallFace(detection.box, found.name, found.min_face_px))
+            too_small.append(SmallFace(clip_box(detection.box, width, height), found.name, found.min_face_px))
         else:
             faces.append(cut_face(image, detection, margin, found.name, align))
     return FoundFaces(faces, too_small, found.name, found.smallest_face(width, height))
 
 
 def cut_face(image: Image.Image, detection: Detection, margin: float, detector: str, align: bool = False) -> Face:
-    """The detected face cut square with `margin` per side, as model input: clipped to the image, or,
-    with `align` and eyes found, turned about the box's centre so that the eyes are level."""
-    crop = with_margin(detection.box, margin, *image.size)
+    """The detected face cut square with `margin` per side, as model input, or, with `align` and eyes found,
+    turned about the box's centre so that the eyes are level. A box past the photo's edge (a detector
+    may return one) is cut at its full size, the edge pixels repeated, and reported clipped."""
+    crop, box = with_margin(detection.box, margin), clip_box(detection.box, *image.size)
+    detected = None if box == tuple(detection.box) else tuple(detection.box)
     if not (align and detection.eyes):
-        return Face(detection.box, crop, to_model_input(image.crop(crop), IMAGE_SIZE), detector, detection.score)
+        pixels = to_model_input(cut_square(image, crop), IMAGE_SIZE)
+        return Face(box, crop, pixels, detector, detection.score, detected=detected)
     angle = eye_angle(detection.eyes)
     pixels = to_model_input(level_crop(image, detection.box, margin, angle), IMAGE_SIZE)
-    return Face(detection.box, crop, pixels, detector, detection.score, angle)
+    return Face(box, crop, pixels, detector, detection.score, angle, detected)
 
 
 def recut_face(image: Image.Image, face: Face, margin: float) -> Face:
     """`face` cut again, without detecting, from another image of the same size (a later video frame):
     the same square, turned by the same angle if it was levelled. `margin` as when it was found."""
     if face.turned:
-        square = level_crop(image, face.box, margin, face.turned)
+        square = level_crop(image, face.detected or face.box, margin, face.turned)
     else:
-        square = image.crop(face.crop)
+        square = cut_square(image, face.crop)
     return replace(face, pixels=to_model_input(square, IMAGE_SIZE))
 
 

@@ -2,8 +2,10 @@
 (predictions.csv, predictions.json, summary.json)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,9 @@ from emotion.faces import Face, FoundFaces
 from emotion.fileio import atomic_path, write_json
 from emotion.images import open_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+UNDECODED_SUFFIXES = {".heic", ".heif", ".avif"}  # listed, so a folder's report names them as skipped
+DEFAULT_MAX_MEGAPIXELS = 200.0  # phones shoot 108 and 200 MP; Pillow alone refuses over 89.5
 REPORT_COLUMNS = ["file", "status", "reason", "face", "x", "y", "w", "h", "detector", "emotion", "confidence",
                   *CLASSES]
 MAX_PENDING_PIXELS = 50_000_000  # decoded photos held until their faces are classified in one batch
@@ -30,7 +34,8 @@ def list_images(paths: list[Path]) -> list[tuple[Path, Path]]:
     found = []
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in IMAGE_SUFFIXES | UNDECODED_SUFFIXES
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             found += [(f, Path(path.resolve().name or "root") / f.relative_to(path)) for f in files]
         elif path.is_file():
@@ -94,9 +99,11 @@ class _Pending:
 
 
 def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate_images: bool = True,
-                  bars: bool = False, progress_stream: TextIO | None = None) -> dict:
+                  bars: bool = False, progress_stream: TextIO | None = None,
+                  max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> dict:
     """Analyze every image; write out_dir/annotated/…, predictions.csv, predictions.json, summary.json.
-    Progress goes to `progress_stream` (e.g. sys.stderr) if it is a terminal."""
+    Progress goes to `progress_stream` (e.g. sys.stderr) if it is a terminal. A photo over
+    `max_megapixels` (read from its header) is skipped with the reason."""
     records, taken, pending = [], set(), []
 
     def flush():
@@ -107,7 +114,7 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
     files = list_images([Path(p) for p in paths])
     with Progress(len(files), progress_stream) as progress:
         for file, name in files:
-            pending.append(_load(file, name, analyzer))
+            pending.append(_load(file, name, analyzer, int(max_megapixels * 1e6)))
             progress.advance(faces=len(pending[-1].faces))
             if (sum(len(p.faces) for p in pending) >= analyzer.batch_size
                     or sum(p.image.width * p.image.height for p in pending if p.image) >= MAX_PENDING_PIXELS):
@@ -122,12 +129,34 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
     return report
 
 
-def _load(file: Path, name: Path, analyzer: Analyzer) -> _Pending:
+def _load(file: Path, name: Path, analyzer: Analyzer, max_pixels: int) -> _Pending:
     try:
-        image = open_image(file)
+        image = open_photo(file, max_pixels)
     except EmotionError as err:
         return _Pending(file, name, None, str(err).removeprefix(f"{file}: "))
     return _Pending(file, name, image, None, analyzer.find_faces(image))
+
+
+def open_photo(file: Path, max_pixels: int) -> Image.Image:
+    """open_image with `max_pixels` as the only size limit (Pillow's own, 89.5 MP, warns and then
+    refuses at twice that), and a one-line reason for the phone formats Pillow cannot decode."""
+    if file.suffix.lower() in UNDECODED_SUFFIXES:
+        raise EmotionError(f"{file}: a {file.suffix[1:].upper()} photo, which this tool cannot decode; "
+                           "convert it to JPEG or PNG (most phones can also shoot JPEG)")
+    with _pillow_limit(max_pixels):
+        return open_image(file, max_pixels=max_pixels)
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int):
+    default = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # open_image refuses it in one line
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = default
 
 
 def _record(item: _Pending, results: list[FaceResult], annotated_dir: Path | None, bars: bool, taken: set) -> dict:
@@ -170,7 +199,9 @@ def summarize(records: list[dict]) -> dict:
 
 
 def _write_csv(dest: Path, records: list[dict]) -> None:
-    with atomic_path(dest) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+    # backslashreplace: a file name that is not UTF-8 (caf\xe9.jpg from an old Latin-1 disk) is written
+    # as predictions.json writes it (\udce9), not a crash that loses the whole report
+    with atomic_path(dest) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.DictWriter(handle, REPORT_COLUMNS)
         writer.writeheader()
         for r in records:
