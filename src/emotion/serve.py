@@ -35,7 +35,7 @@ UPLOAD_TIMEOUT_S = 60.0  # for the whole body: a client that trickles it in cann
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the file in the request body
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 CLOSE = {"Connection": "close"}  # on a refusal with the body unread: the server hangs up instead of reading the rest
-FORMATS = ", ".join(s.lstrip(".").upper() for s in sorted(IMAGE_SUFFIXES - {".jpeg", ".tif"}))
+FORMATS = ", ".join(s.lstrip(".").upper() for s in sorted(IMAGE_SUFFIXES - {".jpeg", ".jpe", ".jfif", ".tif"}))
 
 
 class Box(BaseModel):
