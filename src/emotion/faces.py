@@ -34,7 +34,7 @@ class Face:
     detector: str  # the detector's name ("blazeface", "haar", ...) or "whole" (the whole image taken as the face)
     score: float = 1.0  # the detector's confidence (1 for Haar and whole images)
     turned: float = 0.0  # degrees counter-clockwise the crop was turned to level the eyes (0: not aligned)
-    detected: tuple[int, int, int, int] | None = None  # the detector's box before clipping (None: same as box)
+    detected: tuple[int, int, int, int] | None = None  # the detector's box, not clipped (None: a whole image)
 
 
 @dataclass(frozen=True)
@@ -145,13 +145,12 @@ def cut_face(image: Image.Image, detection: Detection, margin: float, detector: 
     turned about the box's centre so that the eyes are level. A box past the photo's edge (a detector
     may return one) is cut at its full size, the edge pixels repeated, and reported clipped."""
     crop, box = with_margin(detection.box, margin), clip_box(detection.box, *image.size)
-    detected = None if box == tuple(detection.box) else tuple(detection.box)
     if not (align and detection.eyes):
         pixels = to_model_input(cut_square(image, crop), IMAGE_SIZE)
-        return Face(box, crop, pixels, detector, detection.score, detected=detected)
+        return Face(box, crop, pixels, detector, detection.score, detected=tuple(detection.box))
     angle = eye_angle(detection.eyes)
     pixels = to_model_input(level_crop(image, detection.box, margin, angle), IMAGE_SIZE)
-    return Face(box, crop, pixels, detector, detection.score, angle, detected)
+    return Face(box, crop, pixels, detector, detection.score, angle, tuple(detection.box))
 
 
 def recut_face(image: Image.Image, face: Face, margin: float) -> Face:
