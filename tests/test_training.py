@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from emotion.data import CLASSES
+from emotion.errors import EmotionError
 from emotion.config import APPLICATIONS
 from emotion.models import BACKBONES, MODELS, build_model, set_backbone_trainable
 from emotion.synthetic import synthetic_face
@@ -262,6 +263,38 @@ def test_balanced_sampling_evens_out_classes_and_repeats_with_the_seed():
     x, y = feed[0]
     assert x.shape == (100, 48, 48, 1) and x.dtype == np.float32 and y.shape == (100, len(CLASSES))
     assert len(feed) == 10
+
+
+def test_soft_targets_replace_the_one_hot_labels_batch_for_batch():
+    labels = np.arange(20) % len(CLASSES)
+    images = np.zeros((20, 48, 48), np.uint8)
+    targets = np.random.default_rng(0).dirichlet(np.ones(len(CLASSES)), 20).astype("float32")
+    feed = BatchFeed(images, labels, batch_size=8, balanced=False, mixer=None, seed=1, targets=targets)
+    rows = feed.order[:8]
+    np.testing.assert_array_equal(feed[0][1], targets[rows])
+    plain = BatchFeed(images, labels, batch_size=8, balanced=False, mixer=None, seed=1)
+    np.testing.assert_array_equal(plain[0][1].argmax(1), labels[rows])
+
+
+def test_training_on_targets_equal_to_the_labels_gives_the_same_weights_and_soft_ones_differ(tiny_train, tmp_path):
+    params = dataclasses.replace(tiny_train, epochs=1)
+    train_set, val_set = fake_split(6, 0), fake_split(2, 1)
+    one_hot = keras.utils.to_categorical(train_set["labels"], len(CLASSES))
+    soft = (0.5 * one_hot + 0.5 / len(CLASSES)).astype("float32")
+    runs = {}
+    for name, extra in (("labels", {}), ("one_hot", {"targets": one_hot}), ("soft", {"targets": soft})):
+        fit_and_save(params, {**train_set, **extra}, val_set, tmp_path / f"{name}.keras", FakeLive())
+        runs[name] = keras.models.load_model(tmp_path / f"{name}.keras").get_weights()
+    for left, right in zip(runs["labels"], runs["one_hot"]):
+        np.testing.assert_array_equal(left, right)
+    assert any(not np.array_equal(left, right) for left, right in zip(runs["labels"], runs["soft"]))
+
+
+def test_targets_of_the_wrong_shape_stop_before_training(tiny_train, tmp_path):
+    train_set = fake_split(2, 0)
+    with pytest.raises(EmotionError, match=r"'targets' has shape \(14, 6\), expected \(14, 7\)"):
+        train(tiny_train, {**train_set, "targets": np.zeros((14, 6), "float32")}, fake_split(1, 1), FakeLive(),
+              tmp_path / "state")
 
 
 def test_training_runs_on_the_jax_backend_without_tensorflow(tmp_path):

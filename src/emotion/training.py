@@ -142,14 +142,15 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
 class BatchFeed(keras.utils.PyDataset):
     """Batches for `fit` when plain shuffled arrays are not enough: class-balanced sampling (each epoch
     draws n images with probability ∝ 1 / class size) and/or MixUp/CutMix. Seeded per epoch and batch,
-    so a run is repeatable; runs in the main thread (workers=1)."""
+    so a run is repeatable; runs in the main thread (workers=1). `targets` (N×7 probabilities, e.g. a
+    teacher's for distillation) replace the one-hot labels as what the loss compares with."""
 
     def __init__(self, images, labels, batch_size: int, balanced: bool, mixer, seed: int, epoch: int = 0,
-                 whole_batches: bool = False):
+                 whole_batches: bool = False, targets: np.ndarray | None = None):
         super().__init__()
         self.images, self.labels, self.batch_size, self.whole_batches = images, labels, batch_size, whole_batches
         self.balanced, self.mixer, self.seed, self.epoch = balanced, mixer, seed, epoch
-        self.one_hot = keras.utils.to_categorical(labels, len(CLASSES))
+        self.targets = keras.utils.to_categorical(labels, len(CLASSES)) if targets is None else targets
         self.order = self._order()
 
     def _order(self) -> np.ndarray:
@@ -165,7 +166,7 @@ class BatchFeed(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        x, y = as_model_input(self.images[rows]), self.one_hot[rows]
+        x, y = as_model_input(self.images[rows]), self.targets[rows]
         if self.mixer:
             x, y = self.mixer(x, y, np.random.default_rng([self.seed, self.epoch, index]))
         return x, y
@@ -486,7 +487,12 @@ def phases(params: TrainParams) -> list[tuple[int, int, float, object]]:
 def fit_inputs(params: TrainParams, train_set: dict, val_set: dict, devices: int = 1):
     """What every phase's `fit` shares, prepared once: validation arrays, class weights, and the training
     set as a BatchFeed starting at a given epoch. Its order depends only on (seed, epoch), not on how many
-    epochs this process has run, so a resumed run sees the same batches as an uninterrupted one."""
+    epochs this process has run, so a resumed run sees the same batches as an uninterrupted one. A
+    training set with a `targets` array (soft labels, N×7) trains on those instead of its labels."""
+    targets = train_set.get("targets")
+    if targets is not None and targets.shape != (len(train_set["labels"]), len(CLASSES)):
+        raise EmotionError(f"training set: 'targets' has shape {targets.shape}, expected "
+                           f"({len(train_set['labels'])}, {len(CLASSES)}): one probability row per image")
     one_hot = keras.utils.to_categorical(val_set["labels"], len(CLASSES))
     validation = (as_model_input(val_set["images"]), one_hot)
     if devices > 1:  # every batch must split evenly: pad with copies that weigh nothing in the metrics
@@ -498,4 +504,4 @@ def fit_inputs(params: TrainParams, train_set: dict, val_set: dict, devices: int
     mixer = batch_mixer(params.augment, params.seed)
     return lambda first: {**shared, "x": BatchFeed(train_set["images"], train_set["labels"], params.batch_size,
                                                    params.sampling == "balanced", mixer, params.seed, epoch=first,
-                                                   whole_batches=devices > 1)}
+                                                   whole_batches=devices > 1, targets=targets)}
