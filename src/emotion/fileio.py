@@ -1,4 +1,5 @@
-"""Atomic, deterministic writes: an output is either complete or absent, and equal inputs give equal bytes."""
+"""Atomic, deterministic writes (an output is either complete or absent, and equal inputs give equal
+bytes), the npz reader that matches them, and a chunked file digest."""
 from __future__ import annotations
 
 import contextlib

@@ -14,7 +14,6 @@ from emotion.errors import EmotionError
 from emotion.fileio import file_digest
 
 
-
 def declared_inputs(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> tuple[list[str], list[str]]:
     """The params.yaml keys and dep paths that dvc.yaml lists for `stage`."""
     try:
