@@ -93,6 +93,28 @@ def test_small_faces_in_a_large_photo_are_found_by_the_search_after_the_whole_im
     assert detector.detect(scene.image) == []
 
 
+def group_photo(side: int = 50, count: int = 6):
+    """2000×1500, `count` faces `side` px wide: under 5% of the shorter side (75 px), over BlazeFace's 40 px."""
+    patches = [(*face_patch(grace_hopper(), side), "") for _ in range(count)]
+    return compose(Image.new("RGB", (2000, 1500), (150, 140, 130)), patches, np.random.default_rng(0))
+
+
+def test_a_smaller_smallest_face_finds_the_small_faces_of_a_group_photo():
+    scene, name = group_photo(), DEFAULT_DETECTOR
+    default, searching = get_detector(name), get_detector(name, 0.02)
+    assert default.smallest_face(2000, 1500) == 75 and searching.smallest_face(2000, 1500) == default.min_face_px
+    assert sum(match([d.box for d in default.detect(scene.image)], scene.faces)[0]) <= 1
+    hits, false = match([d.box for d in searching.detect(scene.image)], scene.faces)
+    assert sum(hits) >= 5 and false == 0
+    assert get_detector(name).smallest_face(2000, 1500) == 75  # the default instance is left as it was
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+def test_a_smallest_face_out_of_range_is_one_line_naming_the_option(fraction):
+    with pytest.raises(EmotionError, match=r"^--smallest-face .*: use a fraction of the image's shorter side"):
+        get_detector("blazeface", fraction)
+
+
 def test_the_scaled_search_keeps_one_interpreter_per_input_shape_and_a_bounded_number():
     detector = get_detector("blazeface")
     image = grace_hopper().image

@@ -244,6 +244,24 @@ def test_detector_is_chosen_on_the_command_line(tiny_export, photos, tmp_path): 
         main(["predict", str(photos["face.jpg"]), "--model", str(tiny_export), "--detector", "yunet"])
 
 
+def test_predict_searches_a_group_photo_down_to_its_small_faces_unless_told_otherwise(tiny_export, tmp_path, capsys):  # noqa: F811
+    from test_detectors import group_photo
+
+    group_photo().image.save(tmp_path / "group.png")
+    found = {}
+    for extra in ([], ["--smallest-face", "0.05"]):
+        out = tmp_path / (extra[-1] if extra else "default")
+        main(["predict", str(tmp_path / "group.png"), "--model", str(tiny_export), "--out", str(out), "--no-annotated",
+              *extra])
+        found[out.name] = len(json.loads((out / "predictions.json").read_text())["images"][0]["faces"])
+    assert found["default"] >= 5 and found["0.05"] <= 1  # six 50 px faces; 5% of 1500 px is 75
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["predict", str(tmp_path / "group.png"), "--model", str(tiny_export), "--smallest-face", "0"])
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--smallest-face 0.0: use a fraction of the image's shorter side" in err
+
+
 def test_alignment_is_chosen_on_the_command_line_and_recorded(tiny_export, photos, tmp_path):  # noqa: F811
     for flag, want in (("--align", True), ("--no-align", False)):
         main(["predict", str(photos["face.jpg"]), "--model", str(tiny_export), "--out", str(tmp_path / flag),

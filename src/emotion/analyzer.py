@@ -48,13 +48,13 @@ class Analyzer:
 
     def __init__(self, model: str | Path, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN,
                  batch_size: int = 256, detector: str = DEFAULT_DETECTOR, tta: str = DEFAULT_TTA,
-                 align: bool = DEFAULT_ALIGN):
+                 align: bool = DEFAULT_ALIGN, smallest_face: float | None = None):
         from emotion.inference import load_classifier
 
         check_margin(margin)
         if batch_size < 1:
             raise EmotionError(f"--batch-size {batch_size}: use a positive number of faces per model call, e.g. 256")
-        self.detector = get_detector(detector)  # an unknown or missing detector fails before the model loads
+        self.detector = get_detector(detector, smallest_face)  # an unknown or missing detector fails before the model loads
         model = Path(model)
         self.classifier = load_classifier(model)  # which also refuses a model trained on other classes
         self.model_name = str(model)

@@ -351,8 +351,15 @@ DETECTORS: dict[str, type] = {cls.name: cls for cls in (BlazeFace, BlazeFaceFull
 
 
 @functools.lru_cache(maxsize=None)
-def get_detector(name: str = DEFAULT_DETECTOR) -> Detector:
-    """The detector called `name`, loaded once per process."""
+def get_detector(name: str = DEFAULT_DETECTOR, smallest_face: float | None = None) -> Detector:
+    """The detector called `name`, loaded once per process (and per `smallest_face`: the fraction of an
+    image's shorter side below which faces are not searched for; None keeps the detector's own)."""
     if name not in DETECTORS:
         raise EmotionError(f"unknown face detector '{name}'; use one of {', '.join(DETECTORS)}")
-    return DETECTORS[name]()
+    if smallest_face is not None and not 0 < smallest_face <= 1:
+        raise EmotionError(f"--smallest-face {smallest_face}: use a fraction of the image's shorter side, "
+                           "above 0 and at most 1, e.g. 0.02")
+    detector = DETECTORS[name]()
+    if smallest_face is not None:
+        detector.min_face_fraction = smallest_face
+    return detector

@@ -24,6 +24,8 @@ from emotion.images import open_image
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 UNDECODED_SUFFIXES = {".heic", ".heif", ".avif"}  # listed, so a folder's report names them as skipped
 DEFAULT_MAX_MEGAPIXELS = 200.0  # phones shoot 108 and 200 MP; Pillow alone refuses over 89.5
+DEFAULT_SMALLEST_FACE = 0.02  # of the shorter side: photos are not real time, so group photos are searched down to
+# their small faces (12 MP: 60 px); the detectors' own 5% bounds the cost of video frames and uploads
 REPORT_COLUMNS = ["file", "status", "reason", "face", "x", "y", "w", "h", "detector", "emotion", "confidence",
                   *CLASSES]
 MAX_PENDING_PIXELS = 50_000_000  # decoded photos held until their faces are classified in one batch
