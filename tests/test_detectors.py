@@ -107,6 +107,7 @@ def test_a_smaller_smallest_face_finds_the_small_faces_of_a_group_photo():
     hits, false = match([d.box for d in searching.detect(scene.image)], scene.faces)
     assert sum(hits) >= 5 and false == 0
     assert get_detector(name).smallest_face(2000, 1500) == 75  # the default instance is left as it was
+    assert get_detector(name) is get_detector(name, None) is get_detector(name, smallest_face=None)  # loaded once
 
 
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])

@@ -350,10 +350,14 @@ def _missing(detector) -> MissingDetector:
 DETECTORS: dict[str, type] = {cls.name: cls for cls in (BlazeFace, BlazeFaceFull, Haar)}
 
 
-@functools.lru_cache(maxsize=None)
 def get_detector(name: str = DEFAULT_DETECTOR, smallest_face: float | None = None) -> Detector:
     """The detector called `name`, loaded once per process (and per `smallest_face`: the fraction of an
     image's shorter side below which faces are not searched for; None keeps the detector's own)."""
+    return _load_detector(name, smallest_face)  # positional, so every call shape shares one cache entry
+
+
+@functools.lru_cache(maxsize=None)
+def _load_detector(name: str, smallest_face: float | None) -> Detector:
     if name not in DETECTORS:
         raise EmotionError(f"unknown face detector '{name}'; use one of {', '.join(DETECTORS)}")
     if smallest_face is not None and not 0 < smallest_face <= 1:
