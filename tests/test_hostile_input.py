@@ -116,6 +116,9 @@ def refused() -> dict[str, tuple[bytes, str]]:
         "postscript.jpg": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 30\n0 0 moveto\n", "PostScript"),
         "document.pdf.png": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "PDF document"),
         "random.bmp": (bytes(range(256)) * 4, "not an image"),
+        "iphone.jpg": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "a HEIC photo"),
+        "sticker.jpg": (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64), "an AVIF photo"),
+        "clip.jpg": (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(64), "emotion video"),
     }
 
 
