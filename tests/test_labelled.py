@@ -4,7 +4,7 @@ import pytest
 
 from emotion.errors import EmotionError
 from emotion.faces import find_faces
-from emotion.images import open_image, read_image
+from emotion.images import open_image, read_image, to_model_input
 from emotion.labelled import LabelledFaceReader, read_labelled_folder
 from inference_fixtures import photos  # noqa: F401
 
@@ -15,10 +15,11 @@ def test_a_labelled_photo_is_scored_on_its_largest_face_a_crop_whole_and_a_facel
     assert np.array_equal(reader(photos["face.jpg"]), face.pixels)
     assert not np.array_equal(face.pixels, read_image(photos["face.jpg"]))  # not the whole 512×600 frame
     assert np.array_equal(reader(photos["crop.png"]), read_image(photos["crop.png"]))
-    assert np.array_equal(reader(photos["noface.jpg"]), read_image(photos["noface.jpg"]))
+    noface = open_image(photos["noface.jpg"])  # 640×480: its middle 480×480 is scored
+    assert np.array_equal(reader(photos["noface.jpg"]), to_model_input(noface.crop((80, 0, 560, 480))))
     assert reader.counts == {"detected": 1, "crop": 1, "no face": 1}
     assert reader.summary() == ("faces: 1 found by blazeface, 1 taken whole (crops up to 128 px), "
-                                "1 with no face found (scored whole)")
+                                "1 with no face found (scored on the centre square)")
 
 
 def test_a_labelled_photo_read_whole_is_the_training_conversion(photos):  # noqa: F811

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tencrop: the window moved to each corner, fraction of the image (default: params.yaml's "
                          "evaluate.tta_crop; 0.833 without it)")
     _add_face_options(ev, "the largest face of each image is scored; auto: images up to 128 px are face crops, "
-                          "larger ones are searched (one with no face found is scored whole and counted); "
+                          "larger ones are searched (one with no face found is scored on its centre square and counted); "
                           "detect: search every image; whole: no search (default: %(default)s)")
     ev.set_defaults(func=_evaluate)
 

@@ -115,6 +115,15 @@ def cut_square(image: Image.Image, square) -> Image.Image:
     return Image.fromarray(np.pad(gray, pad, mode="edge"))
 
 
+def centre_square(image: Image.Image) -> Image.Image:
+    """The square on the shorter side about the middle: a photo's best guess at its face when none is found
+    (a lab photo centres the face). On the 73 posed photos scored whole this way, 74.0% single view, against
+    43.8% stretched to a square and 30.1% padded to one (benchmarks/non_square.py, README)."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
 def is_face_crop(image: Image.Image) -> bool:
     return max(image.size) <= CROP_MAX_SIDE
 

@@ -15,8 +15,8 @@ import numpy as np
 from emotion.data import CLASSES, list_class_folders
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.errors import EmotionError
-from emotion.faces import (CROP_MAX_SIDE, DEFAULT_ALIGN, DEFAULT_MARGIN, FaceMode, check_face_mode, check_margin,
-                           find_faces)
+from emotion.faces import (CROP_MAX_SIDE, DEFAULT_ALIGN, DEFAULT_MARGIN, FaceMode, centre_square, check_face_mode,
+                           check_margin, find_faces)
 from emotion.images import IMAGE_SIZE, open_image, read_image, to_model_input
 
 
@@ -50,8 +50,8 @@ def read_labelled_folder(root: Path, image_size: int = IMAGE_SIZE, read: Callabl
 class LabelledFaceReader:
     """Reads a labelled photo for scoring (`emotion evaluate` on a folder): the largest face found in it,
     cut as the apps cut faces, so a dataset of full photos is scored on faces, not on whole frames. Small
-    images are crops already (mode auto). A photo where no face is found is scored whole rather than left
-    out, so the accuracy still counts every image; `counts` says how many of each there were."""
+    images are crops already (mode auto). A photo where no face is found is scored on its centre square
+    rather than left out, so the accuracy still counts every image; `counts` says how many of each there were."""
 
     def __init__(self, mode: FaceMode = "auto", margin: float = DEFAULT_MARGIN, detector: str = DEFAULT_DETECTOR,
                  align: bool = DEFAULT_ALIGN):
@@ -65,12 +65,12 @@ class LabelledFaceReader:
         found = find_faces(image, self.mode, self.margin, self.detector, self.align)
         if not found.faces:
             self.counts["no face"] += 1
-            return to_model_input(image, IMAGE_SIZE)
+            return to_model_input(centre_square(image), IMAGE_SIZE)
         self.counts["crop" if found.detector == "whole" else "detected"] += 1
         return found.faces[0].pixels
 
     def summary(self) -> str:
-        """`faces: 118 found by blazeface, 2 taken whole (crops up to 128 px), 3 with no face found (scored whole)`"""
+        """`faces: 118 found by blazeface, 2 taken whole (crops up to 128 px), 3 with no face found (scored on the centre square)`"""
         parts = []
         if self.counts["detected"]:
             parts.append(f"{self.counts['detected']} found by {self.detector}")
@@ -78,5 +78,5 @@ class LabelledFaceReader:
             rule = f" (crops up to {CROP_MAX_SIDE} px)" if self.mode == "auto" else ""
             parts.append(f"{self.counts['crop']} taken whole{rule}")
         if self.counts["no face"]:
-            parts.append(f"{self.counts['no face']} with no face found (scored whole)")
+            parts.append(f"{self.counts['no face']} with no face found (scored on the centre square)")
         return "faces: " + ", ".join(parts)
