@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO, run
 from emotion.fileio import save_npz
@@ -81,3 +82,16 @@ def test_the_project_declares_its_model_artifact():
     import yaml
 
     assert yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]["emotion"]["path"] == "models/export"
+
+
+def test_a_repository_with_nothing_registered_says_how_to_register(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run("git init -q && git config user.email t@example.com && git config user.name tester && dvc init -q", repo)
+    (repo / "dvc.yaml").write_text(ARTIFACTS)
+    run("git add -A && git commit -qm 'no model yet'", repo)
+    Image.new("L", (48, 48), 128).save(repo / "face.jpg")
+    for args in (["pull", "--stage", "prod"], ["predict", "face.jpg", "--model", "emotion@prod"]):
+        result = emotion(repo, *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-1500:]
+        assert "no registered versions of 'emotion'; register one with `gto register emotion" in result.stderr

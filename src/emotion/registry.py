@@ -39,8 +39,13 @@ def artifact_path(root: Path, name: str) -> str:
 def versions(root: Path, name: str) -> list[dict]:
     """Registered versions, newest first: {'version', 'commit', 'stages'} each."""
     import gto.api
+    from gto.exceptions import ArtifactNotFound
 
-    found = [v for v in gto.api.show(str(root), name) if v.get("is_active", True)]
+    try:
+        shown = gto.api.show(str(root), name)
+    except ArtifactNotFound:  # no tag of the artifact yet: nothing registered
+        return []
+    found = [v for v in shown if v.get("is_active", True)]
     return [{"version": v["version"], "commit": v["commit_hexsha"],
              "stages": sorted(s["stage"] for s in v.get("stages", []) if s.get("is_active", True))} for v in found]
 
