@@ -96,6 +96,19 @@ def test_bad_sources_are_one_line_errors(tiny_export, tmp_path):  # noqa: F811
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.csv").exists()
 
 
+def test_an_output_that_would_replace_the_source_or_the_video_is_refused(clip, tiny_export, tmp_path):  # noqa: F811
+    source = tmp_path / "source.mp4"
+    source.write_bytes(clip.read_bytes())
+    analyzer = Analyzer(tiny_export)
+    with pytest.raises(EmotionError, match="--out names the source video"):
+        process_video(str(source), source, tmp_path / "o.csv", analyzer)
+    with pytest.raises(EmotionError, match="--csv names the source video"):
+        process_video(str(source), tmp_path / "o.mp4", tmp_path / "." / "source.mp4", analyzer)
+    with pytest.raises(EmotionError, match="the CSV would overwrite the annotated video"):
+        process_video(str(source), tmp_path / "o.mp4", tmp_path / "o.mp4", analyzer)
+    assert source.read_bytes() == clip.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == ["source.mp4"]
+
+
 def test_cli_limits_frames(clip, tiny_export, tmp_path, capsys):  # noqa: F811
     main(["video", str(clip), "--model", str(tiny_export), "--out", str(tmp_path / "o.avi"), "--max-frames", "4",
           "--smooth", "0", "--no-bars"])

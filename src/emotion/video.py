@@ -119,6 +119,7 @@ def process_video(source: str, out_video: Path, out_csv: Path, analyzer: Analyze
         raise EmotionError(f"{out_video}: unsupported video type; name the output .mp4, .avi or .mkv")
     if max_frames is not None and max_frames < 1:
         raise EmotionError(f"--max-frames {max_frames}: use a positive number of frames, or leave it out")
+    _check_outputs(str(source), out_video, Path(out_csv))
     tracker = Tracker(smoothing)
     faces_of_frames = FrameFaces(analyzer, detect_every)
     capture = open_source(str(source))
@@ -176,6 +177,16 @@ def _annotate_frames(capture, tmp_video: Path, out_video: Path, rows, faces_of_f
         if writer is not None:
             writer.release()
     return frames, faces, ran_out
+
+
+def _check_outputs(source: str, out_video: Path, out_csv: Path) -> None:
+    """The outputs must not replace the source video, nor each other."""
+    if out_video.resolve() == out_csv.resolve():
+        raise EmotionError(f"{out_csv}: the CSV would overwrite the annotated video; give --csv another name")
+    for out, option in ((out_video, "--out"), (out_csv, "--csv")):
+        if not source.isdigit() and out.resolve() == Path(source).resolve():
+            raise EmotionError(f"{out}: {option} names the source video, which would be overwritten; "
+                               "choose another output name")
 
 
 def _frame_count(capture, source: str) -> int:
