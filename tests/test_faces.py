@@ -158,6 +158,16 @@ def test_the_minimum_is_the_longer_side_of_the_box_and_everything_comes_largest_
                                  "use a larger photo or crop closer")
 
 
+def test_a_box_mostly_inside_a_larger_face_is_dropped_and_overlapping_neighbours_are_kept():
+    image = Image.new("RGB", (500, 400))
+    found = find_faces(image, detector=FixedBoxes((248, 159, 169, 169), (336, 170, 75, 75), (250, 290, 30, 30),
+                                                  (230, 200, 30, 30), (400, 150, 90, 90)))
+    # the 75 and the first 30 px box lie inside the 169 px face; the second 30 px box is 40% inside it and the
+    # 90 px neighbour 19%: both kept
+    assert [f.box for f in found.faces] == [(248, 159, 169, 169), (400, 150, 90, 90)]
+    assert [f.box for f in found.too_small] == [(230, 200, 30, 30)]
+
+
 def test_a_small_image_is_a_crop_and_never_too_small():
     found = find_faces(Image.new("L", (30, 30), 128))
     assert [f.detector for f in found.faces] == ["whole"] and found.too_small == [] and found.reason is None

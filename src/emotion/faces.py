@@ -140,13 +140,26 @@ def find_faces(image: Image.Image, mode: FaceMode = "auto", margin: float = DEFA
         whole = Face((0, 0, width, height), (0, 0, width, height), to_model_input(image, IMAGE_SIZE), "whole")
         return FoundFaces([whole], [], "whole")
     found = get_detector(detector) if isinstance(detector, str) else detector
-    faces, too_small = [], []
+    faces, too_small, kept = [], [], []
     for detection in sorted(found.detect(image), key=lambda d: -d.box[2] * d.box[3]):  # largest first
+        if any(_mostly_inside(detection.box, box) for box in kept):
+            continue
+        kept.append(detection.box)
         if max(detection.box[2:]) < found.min_face_px:  # the crop is a square on the longer side
             too_small.append(SmallFace(clip_box(detection.box, width, height), found.name, found.min_face_px))
         else:
             faces.append(cut_face(image, detection, margin, found.name, align))
     return FoundFaces(faces, too_small, found.name, found.smallest_face(width, height))
+
+
+def _mostly_inside(box, larger, share: float = 0.8) -> bool:
+    """At least `share` of box's area lies inside `larger`: a face does not hold another face, so such a box
+    is a false detection on a feature of the larger one (BlazeFace once found a 75 px "face" in a 169 px one)."""
+    x, y, w, h = box
+    lx, ly, lw, lh = larger
+    overlap_w = max(0, min(x + w, lx + lw) - max(x, lx))
+    overlap_h = max(0, min(y + h, ly + lh) - max(y, ly))
+    return overlap_w * overlap_h >= share * w * h
 
 
 def cut_face(image: Image.Image, detection: Detection, margin: float, detector: str, align: bool = False) -> Face:
