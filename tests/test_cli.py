@@ -48,6 +48,28 @@ def test_evaluate_on_missing_folder_is_one_line(model_path, tmp_path):
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("options, says", [
+    (["--tta-crop", "2"], "--tta-crop 2.0: use the window's side as a fraction of the image"),
+    (["--tta-crop", "0"], "--tta-crop 0.0: use the window's side"),
+    (["--batch-size", "0"], "--batch-size 0: use a positive number"),
+    (["--data", "not_a_split.npz"], "not_a_split.npz: not a prepared split"),
+    (["--data", "photo.jpg"], "photo.jpg: a file; give a folder of class subfolders"),
+    (["--json", "taken/scores.json"], "taken: a file is there, where the output needs a folder"),
+])
+def test_evaluate_refuses_unusable_options_and_inputs_in_one_line(options, says, model_path, fake_fer, tmp_path,
+                                                                  monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not_a_split.npz").write_text("images,labels\n")
+    (tmp_path / "photo.jpg").write_bytes(next((fake_fer / "test/happy").iterdir()).read_bytes())
+    (tmp_path / "taken").write_text("")
+    data = options[1] if options[0] == "--data" else str(fake_fer / "test")
+    rest = [] if options[0] == "--data" else options
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(model_path), data, *rest])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and says in err and "\n" not in err, err
+
+
 def test_params_check_reports_typos(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text((REPO / "params.yaml").read_text().replace("  epochs:", "  epochz:"))

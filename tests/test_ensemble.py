@@ -113,6 +113,10 @@ def test_ensemble_command_chooses_weights_on_val_and_the_apps_take_the_file(memb
     with pytest.raises(SystemExit):
         main(["ensemble", *map(str, members), "--val", str(test), "--out", str(out)])
     assert "never on the test split" in capsys.readouterr().err
+    for weights in (["1", "-1"], ["0", "0"]):
+        with pytest.raises(SystemExit):
+            main(["ensemble", *map(str, members), "--val", str(val), "--out", str(out), "--weights", *weights])
+        assert "use weights of 0 or more with a positive sum" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -218,7 +218,8 @@ def test_predict_reports_a_skipped_row_with_the_reason(tiny_export, tmp_path):  
     records = {Path(r["file"]).name: r for r in report["images"]}
     for name in decodable():
         assert records[name]["status"] in ("ok", "no_face"), records[name]
-    for name, (_, reason) in {**refused(), "giant.gif": (None, "decompression-bomb limit")}.items():
+    over = "is over the 200 MP limit; resize the photo or raise --max-megapixels"
+    for name, (_, reason) in {**refused(), "giant.gif": (None, over)}.items():
         assert records[name]["status"] == "skipped" and reason in records[name]["reason"], records[name]
 
 

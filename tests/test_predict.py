@@ -158,6 +158,8 @@ def test_a_photo_over_pillows_limit_is_opened_up_to_max_megapixels_and_refused_o
     assert "MP" not in str(past_the_size_check.value)  # refused for its truncated data, not for its size
     with pytest.raises(EmotionError, match=r"huge.png: 14000×13000 pixels \(182.0 MP\) is over the 100 MP limit"):
         open_photo(huge, 100_000_000)
+    with pytest.raises(EmotionError, match=r"over the 1 MP limit; resize the photo or raise --max-megapixels$"):
+        open_photo(huge, 1_000_000)  # far over twice the limit: still the user's limit, not Pillow's bomb message
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
     assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is back
 
@@ -165,6 +167,41 @@ def test_a_photo_over_pillows_limit_is_opened_up_to_max_megapixels_and_refused_o
 def test_same_name_twice_keeps_both_copies(analyzer, photos, tmp_path):  # noqa: F811
     report = predict_paths([photos["crop.png"], photos["crop.png"]], tmp_path, analyzer)
     assert [r["annotated"] for r in report["images"]] == ["annotated/crop.png", "annotated/crop_2.png"]
+
+
+def test_a_report_folder_inside_the_searched_folder_is_not_read_back_and_holds_only_this_runs_copies(
+        analyzer, photos, tmp_path):  # noqa: F811
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("face.jpg", "crop.png"):
+        shutil.copy(photos[name], folder / name)
+    out = folder / "predictions"
+    for _ in range(2):
+        report = predict_paths([folder], out, analyzer)
+        assert sorted(Path(r["file"]).name for r in report["images"]) == ["crop.png", "face.jpg"]
+    assert sorted(p.name for p in (out / "annotated" / "photos").iterdir()) == ["crop.png", "face.jpg"]
+    report = predict_paths([folder / "crop.png"], out, analyzer)  # a later run of one photo: the old copies go
+    assert [p.relative_to(out).as_posix() for p in (out / "annotated").rglob("*")] == ["annotated/crop.png"]
+    assert [r["annotated"] for r in report["images"]] == ["annotated/crop.png"]
+
+
+def test_an_output_path_taken_by_a_file_is_one_line(tiny_export, photos, tmp_path, capsys):  # noqa: F811
+    (tmp_path / "taken").write_text("")
+    for out in ("taken", "taken/report"):
+        with pytest.raises(SystemExit):
+            main(["predict", str(photos["crop.png"]), "--model", str(tiny_export), "--out", str(tmp_path / out)])
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "taken" in err and "\n" not in err, err
+
+
+def test_the_default_model_is_found_from_a_subfolder_of_the_checkout(tiny_export, photos, tmp_path, monkeypatch,
+                                                                     capsys):  # noqa: F811
+    (tmp_path / ".dvc").mkdir()
+    shutil.copytree(tiny_export, tmp_path / "models" / "export")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")
+    main(["predict", str(photos["crop.png"]), "--out", str(tmp_path / "out")])
+    assert "1 images: 1 with faces" in capsys.readouterr().out
 
 
 def test_missing_path_and_empty_folder_are_one_line_errors(analyzer, tmp_path):

@@ -17,6 +17,7 @@ def _evaluate(args) -> None:
     from emotion.fileio import write_json
     from emotion.inference import load_classifier
 
+    _check_scoring_options(args)
     faces = LabelledFaceReader(args.faces, args.margin, args.detector, args.align)
     data = _labelled_data(args.data, faces)
     args.tta, args.tta_crop = _pipeline_tta(args.tta, args.tta_crop)
@@ -41,6 +42,10 @@ def _ensemble(args) -> None:
     from emotion.evaluation import predict_proba
     from emotion.inference import load_classifier
 
+    _check_scoring_options(args)
+    if args.weights is not None and (min(args.weights) < 0 or sum(args.weights) <= 0):
+        raise EmotionError(f"--weights {' '.join(map(str, args.weights))}: use weights of 0 or more with a positive "
+                           "sum, e.g. 0.5 0.5")
     data = _labelled_data(args.val)
     if "test" in Path(args.val).name.lower():
         raise EmotionError(f"{args.val}: choose ensemble weights on validation data (e.g. data/prepared/val.npz), "
@@ -60,6 +65,15 @@ def _ensemble(args) -> None:
           f"{(mixed.argmax(1) == data['labels']).mean():.4f}")
     write_ensemble(args.out, args.models, weights)
     print(f"wrote {args.out}; use it as --model {args.out}")
+
+
+def _check_scoring_options(args) -> None:
+    """One line for a batch size or ten-crop window no run could use, before any data or model is read."""
+    if args.batch_size < 1:
+        raise EmotionError(f"--batch-size {args.batch_size}: use a positive number of images, e.g. 256")
+    if args.tta_crop is not None and not 0 < args.tta_crop <= 1:
+        raise EmotionError(f"--tta-crop {args.tta_crop}: use the window's side as a fraction of the image, in "
+                           "(0, 1], e.g. 0.833")
 
 
 def _pipeline_tta(tta: str | None, crop: float | None) -> tuple[str, float]:
@@ -82,7 +96,17 @@ def _labelled_data(path: Path, faces=None) -> dict:
     if path.suffix == ".npz":
         if not path.is_file():
             raise EmotionError(f"{path}: not found; run `dvc repro preprocess` or `dvc pull preprocess`")
-        return load_npz(path)
+        try:
+            data = load_npz(path)
+        except Exception:  # text, a truncated zip, pickled objects
+            data = {}
+        if not {"images", "labels"} <= data.keys():
+            raise EmotionError(f"{path}: not a prepared split (an .npz with 'images' and 'labels', as the "
+                               "preprocess stage writes); give that or a folder of class subfolders")
+        return data
+    if path.is_file():
+        raise EmotionError(f"{path}: a file; give a folder of class subfolders (angry/, happy/, ...) or a prepared "
+                           "split such as data/prepared/val.npz")
     return read_labelled_folder(path, read=faces)
 
 
@@ -90,12 +114,16 @@ def _local_model(spec: str) -> Path:
     """A model path; NAME@STAGE or NAME@VERSION from the registry (emotion@prod); or REV:PATH for a model
     file as of a git revision or `dvc exp` name."""
     from emotion.registry import local_model
-    from emotion.storage import model_at_revision
+    from emotion.storage import model_at_revision, repo_root
 
     spec = str(spec)
     registered = local_model(spec)
     if registered is not None:
         return registered
+    if spec == str(DEFAULT_MODEL) and not DEFAULT_MODEL.exists():  # run from a subfolder of the checkout
+        root = repo_root(Path.cwd())
+        if root is not None and (root / DEFAULT_MODEL).exists():
+            return root / DEFAULT_MODEL
     if Path(spec).exists() or ":" not in spec:
         return Path(spec)
     return model_at_revision(spec, Path(".emotion-cache/models"))
@@ -168,6 +196,8 @@ def _predict(args) -> None:
 
     if not args.max_megapixels > 0:
         raise EmotionError(f"--max-megapixels {args.max_megapixels}: use a positive number, e.g. 200")
+    if args.out.exists() and not args.out.is_dir():
+        raise EmotionError(f"--out {args.out}: a file is there; name a folder for the report")
     list_images(args.paths)  # a wrong path fails before the model loads
     analyzer = Analyzer(_local_model(args.model), args.faces, args.margin, args.batch_size, args.detector, args.tta,
                         args.align, args.smallest_face)
@@ -258,7 +288,8 @@ def _add_inference_parsers(sub) -> None:
     vi = sub.add_parser("video", help="annotate a video file or camera stream frame by frame")
     vi.add_argument("source", help="video file, or a camera index such as 0")
     vi.add_argument("--model", default=str(DEFAULT_MODEL), help=model_help)
-    vi.add_argument("--out", type=Path, help="annotated video, .mp4/.avi/.mkv (default: <source>_emotion.mp4)")
+    vi.add_argument("--out", type=Path, help="annotated video, .mp4/.avi/.mkv (default: <source's name>_emotion.mp4 in the "
+                                                      "current folder)")
     vi.add_argument("--csv", type=Path, help="per-frame CSV (default: the video's name with .csv)")
     _add_face_options(vi, faces_help)
     vi.add_argument("--tta", **tta)
@@ -370,7 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    one_line_errors(args.func)(args)
+    try:
+        one_line_errors(args.func)(args)
+    except OSError as err:  # an output path blocked by a file, a read-only folder, a full disk
+        if err.filename is None:
+            raise
+        if isinstance(err, (FileExistsError, NotADirectoryError)):  # mkdir met a file where a folder must go
+            why = "a file is there, where the output needs a folder; move it or choose another output path"
+        else:
+            why = f"{err.strerror or err}; check the path, or choose another"
+        print(f"error: {err.filename}: {why}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

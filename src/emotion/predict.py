@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from emotion.drawing import WRITABLE_FORMATS, annotate, encode_image
 from emotion.errors import EmotionError
 from emotion.faces import Face, FoundFaces
 from emotion.fileio import atomic_path, write_json
-from emotion.images import open_image
+from emotion.images import ImageTooLarge, open_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 UNDECODED_SUFFIXES = {".heic", ".heif", ".avif"}  # listed, so a folder's report names them as skipped
@@ -31,14 +30,17 @@ REPORT_COLUMNS = ["file", "status", "reason", "face", "x", "y", "w", "h", "detec
 MAX_PENDING_PIXELS = 50_000_000  # decoded photos held until their faces are classified in one batch
 
 
-def list_images(paths: list[Path]) -> list[tuple[Path, Path]]:
-    """(file, name for its annotated copy) for each file given and each image file under each folder."""
+def list_images(paths: list[Path], out_dir: Path | None = None) -> list[tuple[Path, Path]]:
+    """(file, name for its annotated copy) for each file given and each image file under each folder,
+    except those under `out_dir`: a report folder inside a searched one is not read back as input."""
     found = []
+    skip = out_dir.resolve() if out_dir else None
     for path in paths:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file()
                            and p.suffix.lower() in IMAGE_SUFFIXES | UNDECODED_SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                           and not (skip and skip in p.resolve().parents))
             found += [(f, Path(path.resolve().name or "root") / f.relative_to(path)) for f in files]
         elif path.is_file():
             found.append((path, Path(path.name)))
@@ -105,23 +107,13 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
                   max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> dict:
     """Analyze every image; write out_dir/annotated/…, predictions.csv, predictions.json, summary.json.
     Progress goes to `progress_stream` (e.g. sys.stderr) if it is a terminal. A photo over
-    `max_megapixels` (read from its header) is skipped with the reason."""
-    records, taken, pending = [], set(), []
-
-    def flush():
-        for item, results in zip(pending, analyzer.classify([p.faces for p in pending])):
-            records.append(_record(item, results, out_dir if annotate_images else None, bars, taken))
-        pending.clear()
-
-    files = list_images([Path(p) for p in paths])
-    with Progress(len(files), progress_stream) as progress:
-        for file, name in files:
-            pending.append(_load(file, name, analyzer, int(max_megapixels * 1e6)))
-            progress.advance(faces=len(pending[-1].faces))
-            if (sum(len(p.faces) for p in pending) >= analyzer.batch_size
-                    or sum(p.image.width * p.image.height for p in pending if p.image) >= MAX_PENDING_PIXELS):
-                flush()
-        flush()
+    `max_megapixels` (read from its header) is skipped with the reason. The annotated copies replace
+    the folder's earlier ones as a whole, at the end, so it holds exactly the images the report lists."""
+    out_dir = Path(out_dir)
+    files = list_images([Path(p) for p in paths], out_dir)
+    annotated = atomic_path(out_dir / "annotated", is_dir=True) if annotate_images else contextlib.nullcontext()
+    with annotated as annotated_dir:
+        records = _analyze(files, analyzer, annotated_dir, bars, progress_stream, int(max_megapixels * 1e6))
     report = {"model": analyzer.model_name, "runtime": analyzer.runtime, "face_mode": analyzer.mode,
               "detector": analyzer.detector.name, "align": analyzer.align,
               "summary": summarize(records), "images": records}
@@ -129,6 +121,27 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
     write_json(out_dir / "predictions.json", report)
     write_json(out_dir / "summary.json", report["summary"])
     return report
+
+
+def _analyze(files, analyzer: Analyzer, annotated_dir: Path | None, bars: bool, progress_stream: TextIO | None,
+             max_pixels: int) -> list[dict]:
+    """One record per file, its faces classified in batches, each annotated copy written under annotated_dir."""
+    records, taken, pending = [], set(), []
+
+    def flush():
+        for item, results in zip(pending, analyzer.classify([p.faces for p in pending])):
+            records.append(_record(item, results, annotated_dir, bars, taken))
+        pending.clear()
+
+    with Progress(len(files), progress_stream) as progress:
+        for file, name in files:
+            pending.append(_load(file, name, analyzer, max_pixels))
+            progress.advance(faces=len(pending[-1].faces))
+            if (sum(len(p.faces) for p in pending) >= analyzer.batch_size
+                    or sum(p.image.width * p.image.height for p in pending if p.image) >= MAX_PENDING_PIXELS):
+                flush()
+        flush()
+    return records
 
 
 def _load(file: Path, name: Path, analyzer: Analyzer, max_pixels: int) -> _Pending:
@@ -140,23 +153,26 @@ def _load(file: Path, name: Path, analyzer: Analyzer, max_pixels: int) -> _Pendi
 
 
 def open_photo(file: Path, max_pixels: int) -> Image.Image:
-    """open_image with `max_pixels` as the only size limit (Pillow's own, 89.5 MP, warns and then
-    refuses at twice that), and a one-line reason for the phone formats Pillow cannot decode."""
+    """open_image with `max_pixels` (--max-megapixels) as the only size limit, checked from the header before
+    decoding, and a one-line reason for the phone formats Pillow cannot decode."""
     if file.suffix.lower() in UNDECODED_SUFFIXES:
         raise EmotionError(f"{file}: a {file.suffix[1:].upper()} photo, which this tool cannot decode; "
                            "convert it to JPEG or PNG (most phones can also shoot JPEG)")
-    with _pillow_limit(max_pixels):
-        return open_image(file, max_pixels=max_pixels)
+    try:
+        with _without_pillow_limit():
+            return open_image(file, max_pixels=max_pixels)
+    except ImageTooLarge as err:
+        raise ImageTooLarge(f"{err} or raise --max-megapixels") from None
 
 
 @contextlib.contextmanager
-def _pillow_limit(max_pixels: int):
+def _without_pillow_limit():
+    """Pillow's own limit off (it is process-wide, and predict reads one photo at a time): open_image checks
+    `max_pixels` itself, so a photo over it is refused in terms of --max-megapixels, not Pillow's 89.5 MP."""
     default = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # open_image refuses it in one line
-            yield
+        yield
     finally:
         Image.MAX_IMAGE_PIXELS = default
 
@@ -186,8 +202,9 @@ def _write_annotated(out_dir: Path, name: Path, image: Image.Image, faces, bars:
         n += 1
         rel = name.with_name(f"{name.stem}_{n}{suffix}")
     taken.add(rel.as_posix())
-    with atomic_path(out_dir / "annotated" / rel) as tmp:
-        tmp.write_bytes(encode_image(annotate(image, faces, bars), suffix))
+    dest = out_dir / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(encode_image(annotate(image, faces, bars), suffix))  # out_dir is the run's own temporary folder
     return f"annotated/{rel.as_posix()}"
 
 
