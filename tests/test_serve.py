@@ -101,10 +101,13 @@ def test_too_large_is_413(client):
 
 
 def test_missing_or_empty_file_and_bad_option_are_422(client, photos):  # noqa: F811
-    assert client.post("/predict").status_code == 422
+    missing = client.post("/predict")
+    assert missing.status_code == 422 and missing.json()["detail"] == (
+        "file: Field required; send the photo as the multipart field 'file', e.g. curl -F file=@photo.jpg")
     empty = client.post("/predict", files={"file": ("e.jpg", b"", "image/jpeg")})
     assert empty.status_code == 422 and "empty" in empty.json()["detail"]
-    assert _post(client, photos["face.jpg"], query="?faces=everything").status_code == 422
+    bad_option = _post(client, photos["face.jpg"], query="?faces=everything")
+    assert bad_option.status_code == 422 and bad_option.json()["detail"].startswith("query.faces: Input should be")
 
 
 def test_openapi_schema_documents_predict(client):
@@ -130,6 +133,18 @@ def test_help_states_the_limits_and_safe_defaults(capsys):
                      "(default: 127.0.0.1)", "--concurrency", "(default: 2)", "--queue", "(default: 32)", "503",
                      "--cors-origin", "no CORS"):
         assert expected in text
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line_before_the_model_loads(capsys, tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        for argv_port, says in ((port, f"127.0.0.1:{port}: cannot listen there"), (70000, "--port 70000: use a port")):
+            with pytest.raises(SystemExit):
+                main(["serve", "--port", str(argv_port), "--model", str(tmp_path / "missing")])
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"error: {says}") and "\n" not in err, err
 
 
 def test_no_cors_headers_unless_an_origin_is_allowed(client, tiny_export):  # noqa: F811

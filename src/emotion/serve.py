@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import socket
 import threading
 import time
 from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -175,6 +177,14 @@ def create_app(model: str | Path = "models/export", max_upload_mb: float = MAX_U
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"])
     page = PAGE.read_text(encoding="utf-8").replace("{{MAX_MB}}", f"{max_upload_mb:g}")
 
+    @app.exception_handler(RequestValidationError)
+    async def one_line_validation_error(request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's list of errors as one line, with how to send the photo when the `file` field is missing."""
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        how = "; send the photo as the multipart field 'file', e.g. curl -F file=@photo.jpg" if where == "file" else ""
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}{how}"}, status_code=422)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
         return page
@@ -268,6 +278,7 @@ def run(model: str | Path, host: str, port: int, max_upload_mb: float = MAX_UPLO
         align: bool = DEFAULT_ALIGN) -> None:
     import uvicorn
 
+    sock = listening_socket(host, port)  # before the model loads: a port in use fails in one line, at once
     app = create_app(model, max_upload_mb, max_megapixels=max_megapixels, concurrency=concurrency, queue=queue,
                      cors_origins=cors_origins, detector=detector, tta=tta, align=align)
     print(f"serving {model} ({app.state.analyzer.runtime}) on http://{host}:{port}/  (API docs: /docs)",
@@ -276,7 +287,27 @@ def run(model: str | Path, host: str, port: int, max_upload_mb: float = MAX_UPLO
         print(f"note: {host} is reachable from other machines; put a reverse proxy with TLS in front "
               "(README: emotion serve, Security notes)", flush=True)
     _return_freed_images_to_the_os()
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port, or a one-line error naming the port and the fix."""
+    if not 1 <= port <= 65535:
+        raise EmotionError(f"--port {port}: use a port from 1 to 65535, e.g. 8000")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror:
+        raise EmotionError(f"--host {host}: not an address of this machine; use 127.0.0.1 or 0.0.0.0") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart reuses the port at once
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise EmotionError(f"{host}:{port}: cannot listen there ({err.strerror}); choose another --port, or stop "
+                           "the program that holds it") from None
+    return sock
 
 
 def _return_freed_images_to_the_os() -> None:
