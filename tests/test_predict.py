@@ -180,6 +180,8 @@ def test_a_report_folder_inside_the_searched_folder_is_not_read_back_and_holds_o
         report = predict_paths([folder], out, analyzer)
         assert sorted(Path(r["file"]).name for r in report["images"]) == ["crop.png", "face.jpg"]
     assert sorted(p.name for p in (out / "annotated" / "photos").iterdir()) == ["crop.png", "face.jpg"]
+    report = predict_paths([folder], folder, analyzer)  # the report beside the photos: they are still read
+    assert sorted(Path(r["file"]).name for r in report["images"]) == ["crop.png", "face.jpg"]
     report = predict_paths([folder / "crop.png"], out, analyzer)  # a later run of one photo: the old copies go
     assert [p.relative_to(out).as_posix() for p in (out / "annotated").rglob("*")] == ["annotated/crop.png"]
     assert [r["annotated"] for r in report["images"]] == ["annotated/crop.png"]

@@ -32,15 +32,20 @@ MAX_PENDING_PIXELS = 50_000_000  # decoded photos held until their faces are cla
 
 def list_images(paths: list[Path], out_dir: Path | None = None) -> list[tuple[Path, Path]]:
     """(file, name for its annotated copy) for each file given and each image file under each folder,
-    except those under `out_dir`: a report folder inside a searched one is not read back as input."""
+    except annotated copies: those in `out_dir` and in any earlier report folder (annotated/ beside a
+    predictions.json), so a report folder inside a searched one is not read back as photos."""
     found = []
-    skip = out_dir.resolve() if out_dir else None
     for path in paths:
         if path.is_dir():
+            reports = {folder for folder in path.rglob("annotated")
+                       if folder.is_dir() and (folder.parent / "predictions.json").is_file()}
+            if out_dir:
+                reports.add(out_dir / "annotated")
+            skip = {folder.resolve() for folder in reports}
             files = sorted(p for p in path.rglob("*") if p.is_file()
                            and p.suffix.lower() in IMAGE_SUFFIXES | UNDECODED_SUFFIXES
                            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                           and not (skip and skip in p.resolve().parents))
+                           and skip.isdisjoint(p.resolve().parents))
             found += [(f, Path(path.resolve().name or "root") / f.relative_to(path)) for f in files]
         elif path.is_file():
             found.append((path, Path(path.name)))
