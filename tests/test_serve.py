@@ -147,6 +147,36 @@ def test_a_port_in_use_or_out_of_range_is_one_line_before_the_model_loads(capsys
             assert err.startswith(f"error: {says}") and "\n" not in err, err
 
 
+def test_the_command_serves_on_its_port_and_ctrl_c_stops_it_cleanly(tiny_export):  # noqa: F811
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "emotion", "serve", "--port", str(port), "--model",
+                               str(tiny_export)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, server.communicate()[1][-1500:]
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server never answered /health")
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 0 and "Traceback" not in err, err[-1500:]
+    assert f"on http://127.0.0.1:{port}/" in out
+
+
 def test_no_cors_headers_unless_an_origin_is_allowed(client, tiny_export):  # noqa: F811
     preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "POST"}
     assert "access-control-allow-origin" not in client.options("/predict", headers=preflight).headers

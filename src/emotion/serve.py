@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -279,34 +280,42 @@ def run(model: str | Path, host: str, port: int, max_upload_mb: float = MAX_UPLO
     import uvicorn
 
     sock = listening_socket(host, port)  # before the model loads: a port in use fails in one line, at once
-    app = create_app(model, max_upload_mb, max_megapixels=max_megapixels, concurrency=concurrency, queue=queue,
-                     cors_origins=cors_origins, detector=detector, tta=tta, align=align)
-    print(f"serving {model} ({app.state.analyzer.runtime}) on http://{host}:{port}/  (API docs: /docs)",
-          flush=True)
-    if host not in LOOPBACK:
-        print(f"note: {host} is reachable from other machines; put a reverse proxy with TLS in front "
-              "(README: emotion serve, Security notes)", flush=True)
-    _return_freed_images_to_the_os()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    with sock:
+        app = create_app(model, max_upload_mb, max_megapixels=max_megapixels, concurrency=concurrency, queue=queue,
+                         cors_origins=cors_origins, detector=detector, tta=tta, align=align)
+        print(f"serving {model} ({app.state.analyzer.runtime}) on http://{host}:{port}/  (API docs: /docs)",
+              flush=True)
+        if host not in LOOPBACK:
+            print(f"note: {host} is reachable from other machines; put a reverse proxy with TLS in front "
+                  "(README: emotion serve, Security notes)", flush=True)
+        _return_freed_images_to_the_os()
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly and re-raises the signal
+            pass
+
+
+_BIND_ADVICE = {errno.EADDRINUSE: "choose another --port, or stop the program that holds it",
+                errno.EACCES: "ports below 1024 need administrator rights; use one such as 8000",
+                errno.EADDRNOTAVAIL: "--host is not an address of this machine; use 127.0.0.1 or 0.0.0.0"}
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port, or a one-line error naming the port and the fix."""
+    """A TCP socket bound to host:port as uvicorn binds one (IPv6 for a host with a colon), or a one-line
+    error naming the address and the fix."""
     if not 1 <= port <= 65535:
         raise EmotionError(f"--port {port}: use a port from 1 to 65535, e.g. 8000")
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror:
-        raise EmotionError(f"--host {host}: not an address of this machine; use 127.0.0.1 or 0.0.0.0") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart reuses the port at once
     try:
         sock.bind((host, port))
-    except OSError as err:
+    except OSError as err:  # socket.gaierror too: a host name that does not resolve
         sock.close()
-        raise EmotionError(f"{host}:{port}: cannot listen there ({err.strerror}); choose another --port, or stop "
-                           "the program that holds it") from None
+        advice = _BIND_ADVICE.get(err.errno, "check --host and --port")
+        if isinstance(err, socket.gaierror):
+            advice = _BIND_ADVICE[errno.EADDRNOTAVAIL]
+        raise EmotionError(f"{host}:{port}: cannot listen there ({err.strerror}); {advice}") from None
     return sock
 
 
