@@ -187,6 +187,19 @@ def test_a_report_folder_inside_the_searched_folder_is_not_read_back_and_holds_o
     assert [r["annotated"] for r in report["images"]] == ["annotated/crop.png"]
 
 
+def test_an_annotated_folder_that_is_not_an_earlier_report_is_never_replaced(analyzer, photos, tmp_path):  # noqa: F811
+    own = tmp_path / "annotated"
+    own.mkdir()
+    (own / "mine.jpg").write_bytes(photos["face.jpg"].read_bytes())
+    with pytest.raises(EmotionError, match="not an earlier report's .* choose another --out"):
+        predict_paths([photos["crop.png"]], tmp_path, analyzer)
+    assert [p.name for p in own.iterdir()] == ["mine.jpg"]
+    predict_paths([photos["crop.png"]], tmp_path / "out", analyzer)
+    with pytest.raises(EmotionError, match="which this run replaces"):
+        predict_paths([tmp_path / "out" / "annotated"], tmp_path / "out", analyzer)
+    assert (tmp_path / "out" / "annotated" / "crop.png").is_file()
+
+
 def test_an_output_path_taken_by_a_file_is_one_line(tiny_export, photos, tmp_path, capsys):  # noqa: F811
     (tmp_path / "taken").write_text("")
     for out in ("taken", "taken/report"):

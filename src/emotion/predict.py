@@ -30,18 +30,14 @@ REPORT_COLUMNS = ["file", "status", "reason", "face", "x", "y", "w", "h", "detec
 MAX_PENDING_PIXELS = 50_000_000  # decoded photos held until their faces are classified in one batch
 
 
-def list_images(paths: list[Path], out_dir: Path | None = None) -> list[tuple[Path, Path]]:
+def list_images(paths: list[Path]) -> list[tuple[Path, Path]]:
     """(file, name for its annotated copy) for each file given and each image file under each folder,
-    except annotated copies: those in `out_dir` and in any earlier report folder (annotated/ beside a
-    predictions.json), so a report folder inside a searched one is not read back as photos."""
+    except the annotated copies of an earlier report (annotated/ beside a predictions.json), so a report
+    folder inside a searched one is not read back as photos."""
     found = []
     for path in paths:
         if path.is_dir():
-            reports = {folder for folder in path.rglob("annotated")
-                       if folder.is_dir() and (folder.parent / "predictions.json").is_file()}
-            if out_dir:
-                reports.add(out_dir / "annotated")
-            skip = {folder.resolve() for folder in reports}
+            skip = {folder.resolve() for folder in path.rglob("annotated") if _is_report(folder)}
             files = sorted(p for p in path.rglob("*") if p.is_file()
                            and p.suffix.lower() in IMAGE_SUFFIXES | UNDECODED_SUFFIXES
                            and not any(part.startswith(".") for part in p.relative_to(path).parts)
@@ -55,6 +51,20 @@ def list_images(paths: list[Path], out_dir: Path | None = None) -> list[tuple[Pa
         raise EmotionError(f"{', '.join(map(str, paths))}: no images found "
                            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return found
+
+
+def _is_report(annotated: Path) -> bool:
+    return annotated.is_dir() and (annotated.parent / "predictions.json").is_file()
+
+
+def _check_annotated_folder(annotated: Path, paths: list[Path]) -> None:
+    """The run replaces `annotated` as a whole: only an earlier report's may be there, and no input inside it."""
+    if annotated.exists() and not _is_report(annotated):
+        raise EmotionError(f"{annotated}: already there and not an earlier report's (no predictions.json beside "
+                           "it), and the report would replace it; choose another --out")
+    for path in paths:
+        if annotated.resolve() in (path.resolve(), *path.resolve().parents):
+            raise EmotionError(f"{path}: inside {annotated}, which this run replaces; choose another --out")
 
 
 class Progress:
@@ -114,8 +124,10 @@ def predict_paths(paths: list[Path], out_dir: Path, analyzer: Analyzer, annotate
     Progress goes to `progress_stream` (e.g. sys.stderr) if it is a terminal. A photo over
     `max_megapixels` (read from its header) is skipped with the reason. The annotated copies replace
     the folder's earlier ones as a whole, at the end, so it holds exactly the images the report lists."""
-    out_dir = Path(out_dir)
-    files = list_images([Path(p) for p in paths], out_dir)
+    out_dir, paths = Path(out_dir), [Path(p) for p in paths]
+    files = list_images(paths)
+    if annotate_images:
+        _check_annotated_folder(out_dir / "annotated", paths)
     annotated = atomic_path(out_dir / "annotated", is_dir=True) if annotate_images else contextlib.nullcontext()
     with annotated as annotated_dir:
         records = _analyze(files, analyzer, annotated_dir, bars, progress_stream, int(max_megapixels * 1e6))
