@@ -55,6 +55,7 @@ def test_evaluate_on_missing_folder_is_one_line(model_path, tmp_path):
     (["--data", "not_a_split.npz"], "not_a_split.npz: not a prepared split"),
     (["--data", "photo.jpg"], "photo.jpg: a file; give a folder of class subfolders"),
     (["--json", "taken/scores.json"], "taken: a file is there, where the output needs a folder"),
+    (["--json", "results"], "--json results: a folder is there; name a file"),
 ])
 def test_evaluate_refuses_unusable_options_and_inputs_in_one_line(options, says, model_path, fake_fer, tmp_path,
                                                                   monkeypatch, capsys):
@@ -62,12 +63,33 @@ def test_evaluate_refuses_unusable_options_and_inputs_in_one_line(options, says,
     (tmp_path / "not_a_split.npz").write_text("images,labels\n")
     (tmp_path / "photo.jpg").write_bytes(next((fake_fer / "test/happy").iterdir()).read_bytes())
     (tmp_path / "taken").write_text("")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "keep.txt").write_text("mine")
     data = options[1] if options[0] == "--data" else str(fake_fer / "test")
     rest = [] if options[0] == "--data" else options
     with pytest.raises(SystemExit):
         main(["evaluate", str(model_path), data, *rest])
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and says in err and "\n" not in err, err
+    assert (tmp_path / "results" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("error, says", [
+    (PermissionError(13, "Permission denied", "/ro/.scores.json.k2j3.json"), "error: /ro: Permission denied"),
+    (OSError(28, "No space left on device"), "error: the disk is full"),
+])
+def test_a_write_that_the_system_refuses_is_one_line_naming_the_folder(error, says, model_path, fake_fer, tmp_path,
+                                                                       monkeypatch, capsys):
+    import emotion.fileio
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(emotion.fileio, "write_json", refuse)
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(model_path), str(fake_fer / "test"), "--json", str(tmp_path / "scores.json")])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(says) and "\n" not in err, err
 
 
 def test_params_check_reports_typos(tmp_path):

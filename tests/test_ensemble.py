@@ -113,10 +113,14 @@ def test_ensemble_command_chooses_weights_on_val_and_the_apps_take_the_file(memb
     with pytest.raises(SystemExit):
         main(["ensemble", *map(str, members), "--val", str(test), "--out", str(out)])
     assert "never on the test split" in capsys.readouterr().err
-    for weights in (["1", "-1"], ["0", "0"]):
+    for weights in (["1", "-1"], ["0", "0"], ["nan", "1"]):
         with pytest.raises(SystemExit):
             main(["ensemble", *map(str, members), "--val", str(val), "--out", str(out), "--weights", *weights])
         assert "use weights of 0 or more with a positive sum" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["ensemble", *map(str, members), "--val", str(val), "--out", str(tmp_path), "--weights", "1", "1"])
+    assert f"--out {tmp_path}: a folder is there; name a file" in capsys.readouterr().err
+    assert val.is_file()
 
 
 @pytest.mark.slow

@@ -106,7 +106,11 @@ def test_an_output_that_would_replace_the_source_or_the_video_is_refused(clip, t
         process_video(str(source), tmp_path / "o.mp4", tmp_path / "." / "source.mp4", analyzer)
     with pytest.raises(EmotionError, match="the CSV would overwrite the annotated video"):
         process_video(str(source), tmp_path / "o.mp4", tmp_path / "o.mp4", analyzer)
-    assert source.read_bytes() == clip.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == ["source.mp4"]
+    (tmp_path / "results").mkdir()
+    with pytest.raises(EmotionError, match="--csv .*results: a folder is there"):
+        process_video(str(source), tmp_path / "o.mp4", tmp_path / "results", analyzer)
+    assert source.read_bytes() == clip.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "source.mp4"]
 
 
 def test_cli_limits_frames(clip, tiny_export, tmp_path, capsys):  # noqa: F811

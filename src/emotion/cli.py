@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -18,6 +20,7 @@ def _evaluate(args) -> None:
     from emotion.inference import load_classifier
 
     _check_scoring_options(args)
+    _check_output_file(args.json, "--json")
     faces = LabelledFaceReader(args.faces, args.margin, args.detector, args.align)
     data = _labelled_data(args.data, faces)
     args.tta, args.tta_crop = _pipeline_tta(args.tta, args.tta_crop)
@@ -43,9 +46,13 @@ def _ensemble(args) -> None:
     from emotion.inference import load_classifier
 
     _check_scoring_options(args)
-    if args.weights is not None and (min(args.weights) < 0 or sum(args.weights) <= 0):
-        raise EmotionError(f"--weights {' '.join(map(str, args.weights))}: use weights of 0 or more with a positive "
-                           "sum, e.g. 0.5 0.5")
+    _check_output_file(args.out, "--out")
+    if args.weights is not None:
+        if len(args.weights) != len(args.models):
+            raise EmotionError(f"--weights: {len(args.weights)} given for {len(args.models)} members; give one each")
+        if not all(math.isfinite(w) and w >= 0 for w in args.weights) or sum(args.weights) <= 0:
+            raise EmotionError(f"--weights {' '.join(map(str, args.weights))}: use weights of 0 or more with a "
+                               "positive sum, e.g. 0.5 0.5")
     data = _labelled_data(args.val)
     if "test" in Path(args.val).name.lower():
         raise EmotionError(f"{args.val}: choose ensemble weights on validation data (e.g. data/prepared/val.npz), "
@@ -56,8 +63,6 @@ def _ensemble(args) -> None:
     EnsembleClassifier(members, [1.0] * len(members), [str(p) for p in args.models])  # sizes agree
     probas = [predict_proba(m, data["images"], args.batch_size, args.tta, args.tta_crop) for m in members]
     weights = choose_weights(probas, data["labels"]) if args.weights is None else args.weights
-    if len(weights) != len(members):
-        raise EmotionError(f"--weights: {len(weights)} given for {len(members)} members; give one each")
     for path, proba in zip(args.models, probas):
         print(f"{path}: val accuracy {(proba.argmax(1) == data['labels']).mean():.4f} (tta {args.tta})")
     mixed = sum(w / sum(weights) * p for w, p in zip(weights, probas))
@@ -74,6 +79,12 @@ def _check_scoring_options(args) -> None:
     if args.tta_crop is not None and not 0 < args.tta_crop <= 1:
         raise EmotionError(f"--tta-crop {args.tta_crop}: use the window's side as a fraction of the image, in "
                            "(0, 1], e.g. 0.833")
+
+
+def _check_output_file(path: Path | None, option: str) -> None:
+    """Writing a file where a folder is would replace the folder: refuse before any work."""
+    if path is not None and Path(path).is_dir():
+        raise EmotionError(f"{option} {path}: a folder is there; name a file")
 
 
 def _pipeline_tta(tta: str | None, crop: float | None) -> tuple[str, float]:
@@ -186,6 +197,7 @@ def _params(args) -> None:
 def _report(args) -> None:
     from emotion.review import build_report
 
+    _check_output_file(args.out, "--out")
     text = build_report(Path.cwd(), args.base, args.rev, args.out)
     print(text if args.print else f"wrote {args.out}")
 
@@ -194,7 +206,7 @@ def _predict(args) -> None:
     from emotion.analyzer import Analyzer
     from emotion.predict import format_summary, list_images, predict_paths
 
-    if not args.max_megapixels > 0:
+    if not args.max_megapixels * 1e6 >= 1:  # int(0.0000001 MP) would be 0 pixels: no limit at all
         raise EmotionError(f"--max-megapixels {args.max_megapixels}: use a positive number, e.g. 200")
     if args.out.exists() and not args.out.is_dir():
         raise EmotionError(f"--out {args.out}: a file is there; name a folder for the report")
@@ -404,13 +416,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         one_line_errors(args.func)(args)
     except OSError as err:  # an output path blocked by a file, a read-only folder, a full disk
+        if err.errno == errno.ENOSPC:
+            print(f"error: the disk is full ({err.strerror}); free some space or write elsewhere", file=sys.stderr)
+            raise SystemExit(1) from None
         if err.filename is None:
             raise
+        name = Path(err.filename)
+        if name.name.startswith("."):  # the temporary sibling an output is written to first: name its folder
+            name = name.parent
         if isinstance(err, (FileExistsError, NotADirectoryError)):  # mkdir met a file where a folder must go
             why = "a file is there, where the output needs a folder; move it or choose another output path"
         else:
             why = f"{err.strerror or err}; check the path, or choose another"
-        print(f"error: {err.filename}: {why}", file=sys.stderr)
+        print(f"error: {name}: {why}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -180,7 +180,10 @@ def _annotate_frames(capture, tmp_video: Path, out_video: Path, rows, faces_of_f
 
 
 def _check_outputs(source: str, out_video: Path, out_csv: Path) -> None:
-    """The outputs must not replace the source video, nor each other."""
+    """The outputs must not replace the source video, nor each other, nor a folder."""
+    for out, option in ((out_video, "--out"), (out_csv, "--csv")):
+        if out.is_dir():
+            raise EmotionError(f"{option} {out}: a folder is there; name a file")
     if out_video.resolve() == out_csv.resolve():
         raise EmotionError(f"{out_csv}: the CSV would overwrite the annotated video; give --csv another name")
     for out, option in ((out_video, "--out"), (out_csv, "--csv")):
