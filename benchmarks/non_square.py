@@ -83,8 +83,10 @@ def main() -> None:
     if args.folder is None:
         raise EmotionError("photos: name a folder of class subfolders, e.g. benchmarks/non_square.py photos posed/")
     files = sorted(p for p in args.folder.rglob("*") if p.is_file() and p.parent.name in CLASSES)
-    photos, labels = [open_image(f).convert("L") for f in files], np.array([CLASSES.index(f.parent.name) for f in files])
-    print(f"{len(files)} photos in {args.folder}")
+    photos = {f: open_image(f).convert("L") for f in files}
+    with_face = [f for f in files if find_faces(photos[f], mode="detect", align=False).faces]  # a face to cut around
+    photos, labels = [photos[f] for f in with_face], np.array([CLASSES.index(f.parent.name) for f in with_face])
+    print(f"{len(with_face)} of the {len(files)} photos in {args.folder} have a face found; scoring those")
     for aspect in ASPECTS:
         report(classifier, f"face cut {aspect:g}:1", [photo_cuts(photo, aspect) for photo in photos], labels)
     report(classifier, "whole photo", photos, labels)
