@@ -37,11 +37,12 @@ def list_images(paths: list[Path]) -> list[tuple[Path, Path]]:
     found = []
     for path in paths:
         if path.is_dir():
-            skip = {folder.resolve() for folder in path.rglob("annotated") if _is_report(folder)}
-            files = sorted(p for p in path.rglob("*") if p.is_file()
+            entries = list(path.rglob("*"))  # one walk of the tree for the reports and the files
+            skip = {entry for entry in entries if entry.name == "annotated" and _is_report(entry)}
+            files = sorted(p for p in entries if p.is_file()
                            and p.suffix.lower() in IMAGE_SUFFIXES | UNDECODED_SUFFIXES
                            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                           and skip.isdisjoint(p.resolve().parents))
+                           and skip.isdisjoint(p.parents))
             found += [(f, Path(path.resolve().name or "root") / f.relative_to(path)) for f in files]
         elif path.is_file():
             found.append((path, Path(path.name)))

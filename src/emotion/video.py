@@ -184,12 +184,11 @@ def _check_outputs(source: str, out_video: Path, out_csv: Path) -> None:
     for out, option in ((out_video, "--out"), (out_csv, "--csv")):
         if out.is_dir():
             raise EmotionError(f"{option} {out}: a folder is there; name a file")
-    if out_video.resolve() == out_csv.resolve():
-        raise EmotionError(f"{out_csv}: the CSV would overwrite the annotated video; give --csv another name")
-    for out, option in ((out_video, "--out"), (out_csv, "--csv")):
         if not source.isdigit() and out.resolve() == Path(source).resolve():
             raise EmotionError(f"{out}: {option} names the source video, which would be overwritten; "
                                "choose another output name")
+    if out_video.resolve() == out_csv.resolve():
+        raise EmotionError(f"{out_csv}: the CSV would overwrite the annotated video; give --csv another name")
 
 
 def _frame_count(capture, source: str) -> int:
