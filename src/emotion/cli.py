@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=".keras, .onnx, .tflite, SavedModel or export folder; or REV:PATH for a file as of a git "
                          "revision or `dvc exp` name (e.g. exp-1a2b3:models/model.keras); several = ensemble")
     ev.add_argument("data", type=Path, metavar="DATA",
-                    help="folder with <class>/<image> (FER2013 layout, PNG or JPEG), or data/prepared/{val,test}.npz")
+                    help="folder with <class>/<image> (FER2013 layout; JPEG, PNG, GIF, BMP, WebP or TIFF), or data/prepared/{val,test}.npz")
     ev.add_argument("--json", type=Path, help="also write all metrics to this JSON file")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--tta", choices=["none", "flip", "tencrop"], default=None,
