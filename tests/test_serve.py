@@ -97,7 +97,7 @@ def test_not_an_image_is_415(client, photos):  # noqa: F811
 def test_too_large_is_413(client):
     for size in (1_100_000, 3_000_000):  # under the header pre-check's slack, then over it
         response = client.post("/predict", files={"file": ("big.jpg", b"\xff" * size, "image/jpeg")})
-        assert response.status_code == 413 and "over the 1 MB limit" in response.json()["detail"]
+        assert response.status_code == 413 and "over the 1 MiB limit" in response.json()["detail"]
 
 
 def test_missing_or_empty_file_and_bad_option_are_422(client, photos):  # noqa: F811
@@ -324,7 +324,7 @@ def test_chunked_body_is_cut_off_at_the_limit_and_nothing_stays_on_disk(server_u
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where Starlette spools uploads over 1 MB
     sent, response = _send_chunked(server_url, 64 * 1024 * 1024)
     head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 413") and b"over the 1 MB limit (stopped reading at 1." in body
+    assert head.startswith(b"HTTP/1.1 413") and b"over the 1 MiB limit (stopped reading at 1." in body
     assert sent < 24 * 1024 * 1024  # the server stopped reading near 1 MB; most of the 64 MB was never sent
     assert _files_under(tmp_path) == []
 

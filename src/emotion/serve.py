@@ -228,7 +228,7 @@ def create_app(model: str | Path = "models/export", max_upload_mb: float = MAX_U
 
 def _check_limits(max_upload_mb: float, max_megapixels: float, concurrency: int, queue: int) -> None:
     if not max_upload_mb > 0:
-        raise EmotionError(f"--max-upload-mb {max_upload_mb}: use a positive size in MB, e.g. 10")
+        raise EmotionError(f"--max-upload-mb {max_upload_mb}: use a positive size in MiB, e.g. 10")
     if not max_megapixels > 0:
         raise EmotionError(f"--max-megapixels {max_megapixels}: use a positive number of megapixels, e.g. 40")
     if concurrency < 1:
@@ -268,8 +268,8 @@ def _error(status: int, detail: str, headers: dict | None = None) -> JSONRespons
 
 
 def _too_large(size: int, limit: int, so_far: bool = False) -> str:
-    size_text = f"stopped reading at {size / 1048576:.1f} MB" if so_far else f"{size / 1048576:.1f} MB"
-    return (f"upload is over the {limit / 1048576:g} MB limit ({size_text}); "
+    size_text = f"stopped reading at {size / 1048576:.1f} MiB" if so_far else f"{size / 1048576:.1f} MiB"
+    return (f"upload is over the {limit / 1048576:g} MiB limit ({size_text}); "
             "send a smaller photo (or start the server with a larger --max-upload-mb)")
 
 
