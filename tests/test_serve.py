@@ -120,7 +120,7 @@ def test_openapi_schema_documents_predict(client):
 
 def test_page_and_bad_model(client, tmp_path):
     page = client.get("/")
-    assert page.status_code == 200 and 'type="file"' in page.text and "up to 1 MB" in page.text
+    assert page.status_code == 200 and 'type="file"' in page.text and "up to 1 MiB" in page.text
     with pytest.raises(EmotionError, match="model not found"):
         create_app(tmp_path / "missing")
 
