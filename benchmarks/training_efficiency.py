@@ -2,14 +2,18 @@
 
     python benchmarks/training_efficiency.py [--steps 40] [-S train.input_crop=48 -S train.width=40 ...]
 
-Prints images/s for (1) the full training step (augmentation + model + optimizer, as `dvc repro` runs
-it), (2) the same without augmentation, (3) the forward pass alone; the model's FLOPs per image
+Prints images/s for (1) `fit` over a BatchFeed, the loop the train stage runs, with the minor page faults
+per step (glibc's malloc can hand large buffers back to the kernel each step: README, Training speed on
+CPUs without bf16; measured first, because the allocator's state depends on what ran before), (2) the
+training step alone (augmentation + model + optimizer, `train_on_batch`), (3) the same without
+augmentation, (4) the forward pass alone; the model's FLOPs per image
 (counted from its conv and dense layers; a training step ≈ 3× the forward pass); the GFLOP/s this
 achieves; and its share of this CPU's measured matmul peak at the same precision (a large square
 matmul, the best case for the same kernels). Random data; the first steps (graph building) are not
 timed. Compare numbers only within one run: the host is shared and noisy."""
 import argparse
 import dataclasses
+import resource
 import time
 
 import keras
@@ -18,7 +22,7 @@ import numpy as np
 from emotion.augment import build_augmenter
 from emotion.config import load_params
 from emotion.models import build_model
-from emotion.training import cpu_name, make_optimizer, resolve_precision
+from emotion.training import BatchFeed, cpu_name, make_optimizer, resolve_precision
 
 
 def forward_flops(model: keras.Model) -> int:
@@ -45,6 +49,25 @@ def images_per_second(step, batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+def fit_rate(trainer, batch: int, steps: int) -> tuple[float, float]:
+    """images/s and minor page faults per step of `fit` over a BatchFeed of random faces, timed from the
+    4th batch, as the train stage feeds it."""
+    rng = np.random.default_rng(0)
+    count = (steps + 3) * batch
+    feed = BatchFeed(rng.integers(0, 256, (count, 48, 48), dtype=np.uint8), rng.integers(0, 7, count), batch,
+                     balanced=False, mixer=None, seed=0)
+    marks = {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, index, logs=None):
+            if index in (2, steps + 2):
+                marks[index] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+    trainer.fit(feed, epochs=1, verbose=0, callbacks=[Clock()])
+    (start, faults_before), (end, faults_after) = marks[2], marks[steps + 2]
+    return steps * batch / (end - start), (faults_after - faults_before) / steps
+
+
 def matmul_peak(precision: str, size: int = 2048, repeats: int = 20) -> float:
     """GFLOP/s of a size × size matmul in the compute dtype the recipe trains with."""
     dtype = "bfloat16" if "bfloat16" in precision else "float16" if "float16" in precision else "float32"
@@ -66,18 +89,23 @@ def measure(params, steps: int) -> dict:
     x = rng.uniform(0, 255, (batch, 48, 48, 1)).astype("float32")
     y = keras.utils.to_categorical(rng.integers(0, 7, batch), 7)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
-    rates = {}
-    for name, layers in (("train step", [build_augmenter(params.augment, 0), classifier]),
-                         ("train step, no augmentation", [classifier])):
+
+    def compiled(*layers) -> keras.Model:
         trainer = keras.Sequential([keras.Input((48, 48, 1)), *layers])
         trainer.compile(optimizer=make_optimizer(params, 400), loss=loss)
-        rates[name] = images_per_second(lambda: trainer.train_on_batch(x, y), batch, steps)
+        return trainer
+
+    full, bare = compiled(build_augmenter(params.augment, 0), classifier), compiled(classifier)
+    rates = {}
+    rates["fit, as the train stage runs it"], faults = fit_rate(full, batch, steps)  # first, as in the stage
+    rates["train step"] = images_per_second(lambda: full.train_on_batch(x, y), batch, steps)
+    rates["train step, no augmentation"] = images_per_second(lambda: bare.train_on_batch(x, y), batch, steps)
     rates["forward only"] = images_per_second(lambda: classifier.predict_on_batch(x), batch, steps)
     flops = forward_flops(classifier)
     peak = matmul_peak(precision)
     keras.mixed_precision.set_dtype_policy("float32")
     return {"precision": precision, "rates": rates, "flops": flops, "peak": peak,
-            "params": classifier.count_params()}
+            "params": classifier.count_params(), "faults": faults}
 
 
 def main() -> None:
@@ -99,11 +127,14 @@ def main() -> None:
     print(f"matmul peak at this precision: {result['peak']:.0f} GFLOP/s\n")
     print("| measurement | images/s | share of the step | GFLOP/s | share of matmul peak |")
     print("|---|---|---|---|---|")
-    full = result["rates"]["train step"]
+    full = result["rates"]["fit, as the train stage runs it"]
     for name, rate in result["rates"].items():
         flops = (result["flops"] if name == "forward only" else train_flops) * rate / 1e9
         print(f"| {name} | {rate:,.0f} | {full / rate:.0%} | {flops:,.0f} | {flops / result['peak']:.0%} |")
-    print(f"\nAn epoch of 25,500 images: {25_500 / full:.0f} s of training steps (validation not included).")
+    print(f"\n`fit` cost {result['faults']:,.0f} minor page faults a step (a few thousand or fewer: the step's "
+          "buffers are reused; hundreds of thousands: the allocator returns them to the kernel every step, see "
+          "README, Training speed on CPUs without bf16).")
+    print(f"An epoch of 25,500 images: {25_500 / full:.0f} s of `fit` (validation not included).")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,17 @@
+"""benchmarks/training_efficiency.py times `fit` as the train stage runs it, before anything else, and
+counts its page faults: the row that showed a third of a float32 epoch going to the allocator."""
+import dataclasses
+
+from conftest import load_script
+from emotion.config import load_params
+
+
+def test_fit_is_measured_first_with_its_page_faults():
+    bench = load_script("benchmarks/training_efficiency.py")
+    params = dataclasses.replace(load_params().train, model="cnn_small", width=8, batch_size=8, weights="none")
+    result = bench.measure(params, steps=2)
+    assert list(result["rates"])[0] == "fit, as the train stage runs it"
+    assert set(result["rates"]) == {"fit, as the train stage runs it", "train step", "train step, no augmentation",
+                                    "forward only"}
+    assert all(rate > 0 for rate in result["rates"].values())
+    assert result["faults"] >= 0 and result["flops"] > 0
