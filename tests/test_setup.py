@@ -136,8 +136,8 @@ def test_make_test_fails_when_pytest_fails_or_collects_no_test(tmp_path, code):
 
 
 def test_training_targets_keep_freed_memory_and_the_tests_do_not(tmp_path):
-    """`make run` (and so cpu-long) trains with glibc's malloc told to keep freed memory (README: Speed on
-    CPUs without bf16); `make test` runs with malloc as it comes, as `emotion serve` expects."""
+    """`make run` (and so cpu-long) trains with glibc's malloc told to keep freed memory (README: Training
+    speed on CPUs without bf16); `make test` runs with malloc as it comes, as `emotion serve` expects."""
     venv = fake_venv(tmp_path / "venv")
     report = "#!/bin/sh\necho \"$(basename $0): mmap_max=${MALLOC_MMAP_MAX_-unset} trim=${MALLOC_TRIM_THRESHOLD_-unset}\"\n"
     for tool in ("emotion", "dvc", "pytest"):
