@@ -1,5 +1,6 @@
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -275,6 +276,22 @@ def test_atomic_write_leaves_previous_output_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert dest.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_file_output_never_replaces_a_folder(tmp_path):
+    from emotion.fileio import atomic_path
+
+    folder = tmp_path / "results"
+    (folder / "mine.txt").parent.mkdir()
+    (folder / "mine.txt").write_text("the user's")
+    with pytest.raises(EmotionError, match=r"results: is a folder, and a file is written here; give a file path"):
+        with atomic_path(folder) as tmp:
+            Path(tmp).write_text("output")
+    assert (folder / "mine.txt").read_text() == "the user's"
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]  # no temporary file left beside it
+    with atomic_path(folder, is_dir=True) as tmp:  # a folder output still replaces its previous self
+        (Path(tmp) / "new.txt").write_text("output")
+    assert [p.name for p in folder.iterdir()] == ["new.txt"]
 
 
 def test_atomic_outputs_get_ordinary_permissions(tmp_path):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.errors import EmotionError
+
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -30,8 +32,11 @@ def file_digest(path: str | os.PathLike, algorithm: str) -> str:
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, is_dir: bool = False):
-    """Yield a temporary sibling of `dest`; move it over `dest` only if the block succeeds."""
+    """Yield a temporary sibling of `dest`; move it over `dest` only if the block succeeds. A file never
+    replaces a folder (a folder given where a file is written is the user's, with their files in it)."""
     dest = Path(dest)
+    if not is_dir and dest.is_dir():
+        raise EmotionError(f"{dest}: is a folder, and a file is written here; give a file path, or move the folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
@@ -42,7 +47,7 @@ def atomic_path(dest: str | os.PathLike, is_dir: bool = False):
     try:
         yield tmp
         os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)  # mkstemp/mkdtemp make them private
-        if dest.is_dir() and not dest.is_symlink():
+        if is_dir and dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         elif dest.exists() or dest.is_symlink():
             dest.unlink()
