@@ -110,6 +110,9 @@ def test_missing_or_unknown_model_files(tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not onnx")
     with pytest.raises(EmotionError, match="broken.onnx: could not load model"):
         load_classifier(tmp_path / "broken.onnx")
+    (tmp_path / "pointer.keras").write_text("version https://git-lfs.github.com/spec/v1\nsize 123\n")
+    with pytest.raises(EmotionError, match=r"pointer.keras: not a Keras model \(a .keras file is a zip archive"):
+        load_classifier(tmp_path / "pointer.keras")
 
 
 @pytest.mark.parametrize("name, resize", [("resnet", 48), ("mobilenet", 48), ("vgg16", 32), ("vgg", 40)])

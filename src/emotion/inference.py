@@ -3,6 +3,7 @@ one interface: predict_proba(uint8 N×48×48) → float32 N×7."""
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,9 @@ class KerasClassifier(_Batched):
 
         import emotion.models  # noqa: F401  registers the custom layers a saved model may use
 
+        if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+            raise EmotionError(f"{path}: not a Keras model (a .keras file is a zip archive; this may be a partial "
+                               "download or a Git LFS pointer): `dvc pull` it or train it again with `dvc repro`")
         self.model = keras.models.load_model(path, compile=False)
 
     def _run(self, x):
