@@ -118,6 +118,8 @@ def refused() -> dict[str, tuple[bytes, str]]:
         "random.bmp": (bytes(range(256)) * 4, "not an image"),
         "iphone.jpg": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "a HEIC photo"),
         "sticker.jpg": (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64), "an AVIF photo"),
+        "generic.jpg": (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf" + bytes(64), "an AVIF photo"),
+        "camera.jpg": (b"\x00\x00\x00\x18ftypMA1B\x00\x00\x00\x00miafavif" + bytes(64), "an AVIF photo"),
         "clip.jpg": (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(64), "emotion video"),
     }
 

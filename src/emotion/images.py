@@ -160,10 +160,13 @@ def _gray_to_8bit(image: Image.Image) -> Image.Image:
 
 def _not_a_photo(head: bytes) -> str:
     if head[4:8] == b"ftyp":  # ISO media: HEIC/AVIF photos (often renamed .jpg when shared) and MP4/MOV videos
-        brand = head[8:12]
-        if brand in _UNDECODED_PHOTOS:
-            return (f"{_UNDECODED_PHOTOS[brand]} photo, which this tool cannot decode; convert it to JPEG or PNG "
-                    "(most phones can also shoot JPEG)")
+        # the major brand, then the compatible ones: an AVIF may name only the generic HEIF `mif1` first
+        size = int.from_bytes(head[:4], "big")
+        brands = [head[8:12]] + [head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)]
+        kinds = {_UNDECODED_PHOTOS[b] for b in brands if b in _UNDECODED_PHOTOS}
+        if kinds:
+            kind = "an AVIF" if "an AVIF" in kinds else "a HEIC"
+            return f"{kind} photo, which this tool cannot decode; convert it to JPEG or PNG (most phones can also shoot JPEG)"
         return "not an image but a video (MP4, MOV or 3GP); use `emotion video` for videos"
     for mark, what in _NOT_PHOTOS:
         if mark in head.lower():
