@@ -79,15 +79,6 @@ run: setup
 	emotion fetch $(SOURCE)
 	dvc repro
 
-# Training with glibc's malloc as it comes: it returns TensorFlow's large per-step buffers to the kernel
-# and faults them in again every step. On a 2-core CPU without bf16 (float32 training) an epoch took
-# 511 s that way and 318-332 s with the two settings below, with the same losses and accuracies (README:
-# Training speed on CPUs without bf16). They keep freed memory in the process (about 10% more resident
-# memory) and change no number the training computes. Only the training targets get them: `emotion
-# serve` returns memory to the kernel on purpose.
-run cpu-long: export MALLOC_MMAP_MAX_ := 0
-run cpu-long: export MALLOC_TRIM_THRESHOLD_ := 4294967295
-
 # The long CPU recipe (issue 10): the default recipe trained for LONG_EPOCHS (its cosine schedule then
 # decays to zero at that epoch) twice, with the default seed and with LONG_SEED, each in a temporary copy
 # (the workspace keeps the default's outputs), averaged with weights chosen on val (README: Against the

@@ -3,8 +3,9 @@
     python benchmarks/training_efficiency.py [--steps 40] [-S train.input_crop=48 -S train.width=40 ...]
 
 Prints images/s for (1) `fit` over a BatchFeed, the loop the train stage runs, with the minor page faults
-per step (glibc's malloc can hand large buffers back to the kernel each step: README, Training speed on
-CPUs without bf16; measured first, because the allocator's state depends on what ran before), (2) the
+per step (glibc's malloc as it comes hands large buffers back to the kernel each step: README, Training
+speed on CPUs without bf16; the train stage tells it to keep them, and so does this benchmark unless
+--malloc-as-is; measured first, because the allocator's state depends on what ran before), (2) the
 training step alone (augmentation + model + optimizer, `train_on_batch`), (3) the same without
 augmentation, (4) the forward pass alone; the model's FLOPs per image
 (counted from its conv and dense layers; a training step ≈ 3× the forward pass); the GFLOP/s this
@@ -22,7 +23,7 @@ import numpy as np
 from emotion.augment import build_augmenter
 from emotion.config import load_params
 from emotion.models import build_model
-from emotion.training import BatchFeed, cpu_name, make_optimizer, resolve_precision
+from emotion.training import BatchFeed, cpu_name, keep_freed_memory, make_optimizer, resolve_precision
 
 
 def forward_flops(model: keras.Model) -> int:
@@ -113,7 +114,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
     parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change a params.yaml key for this run, as dvc exp run -S (e.g. train.input_crop=48)")
+    parser.add_argument("--malloc-as-is", action="store_true",
+                        help="leave glibc's malloc as it comes instead of keeping freed memory as the train stage does")
     args = parser.parse_args()
+    kept = not args.malloc_as_is and keep_freed_memory()
     import yaml
 
     overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.overrides)}
@@ -123,7 +127,8 @@ def main() -> None:
     print(f"{cpu_name()}; backend {keras.backend.backend()}; {result['precision']}; batch {params.batch_size}; "
           f"{params.model} width {params.width}, input {params.input_crop}×{params.input_crop} of 48, "
           f"{result['params']:,} parameters, {result['flops'] / 1e9:.3f} GFLOP per image forward"
-          + (f"; overrides {', '.join(args.overrides)}" if args.overrides else ""))
+          + (f"; overrides {', '.join(args.overrides)}" if args.overrides else "")
+          + ("; malloc keeps freed memory" if kept else "; malloc as it comes"))
     print(f"matmul peak at this precision: {result['peak']:.0f} GFLOP/s\n")
     print("| measurement | images/s | share of the step | GFLOP/s | share of matmul peak |")
     print("|---|---|---|---|---|")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, skip_or_fail
+from emotion.config import load_params
 from emotion.errors import EmotionError
 from emotion import training
 
@@ -111,3 +112,18 @@ def test_several_hosts_without_a_coordinator_stop_in_one_line(monkeypatch):
     monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "0")
     with pytest.raises(EmotionError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES is not set"):
         training.use_devices("auto")
+
+
+def test_several_hosts_are_joined_once_and_before_any_device_is_queried(monkeypatch):
+    """The run fingerprint asks for devices and precision before `train` does; a second
+    `keras.distribution.initialize`, or a device query before the first, would stop a multi-host run."""
+    calls = []
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "0")
+    monkeypatch.setattr(training, "_hosts_joined", False)
+    monkeypatch.setattr(training.keras.distribution, "initialize", lambda: calls.append("join"))
+    monkeypatch.setattr(training.keras.distribution, "list_devices", lambda: calls.append("devices") or ["cpu:0"])
+    training.run_fingerprint("inputs", load_params(REPO / "params.yaml").train)
+    training.use_devices("auto")
+    assert calls[0] == "join" and calls.count("join") == 1 and "devices" in calls

@@ -135,23 +135,6 @@ def test_make_test_fails_when_pytest_fails_or_collects_no_test(tmp_path, code):
     assert result.returncode != 0 and f"Error {code}" in result.stderr
 
 
-def test_training_targets_keep_freed_memory_and_the_tests_do_not(tmp_path):
-    """`make run` (and so cpu-long) trains with glibc's malloc told to keep freed memory (README: Training
-    speed on CPUs without bf16); `make test` runs with malloc as it comes, as `emotion serve` expects."""
-    venv = fake_venv(tmp_path / "venv")
-    report = "#!/bin/sh\necho \"$(basename $0): mmap_max=${MALLOC_MMAP_MAX_-unset} trim=${MALLOC_TRIM_THRESHOLD_-unset}\"\n"
-    for tool in ("emotion", "dvc", "pytest"):
-        (venv / "bin" / tool).write_text(report)
-        (venv / "bin" / tool).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    run = subprocess.run(["make", "--no-print-directory", "run", f"VENV={venv}"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, env={**env, "MAKEFLAGS": ""}, check=True).stdout
-    assert "dvc: mmap_max=0 trim=4294967295" in run
-    test = subprocess.run(["make", "--no-print-directory", "test", f"VENV={venv}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={**env, "MAKEFLAGS": ""}, check=True).stdout
-    assert "pytest: mmap_max=unset trim=unset" in test
-
-
 def test_ci_script_sets_ci_installs_chromium_or_fails_and_ends_with_make_test():
     script = (REPO / ".ci/run").read_text()
     lines = [line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")]

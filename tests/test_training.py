@@ -367,6 +367,73 @@ def test_an_interrupted_run_resumes_to_bit_identical_weights(tiny_train, tmp_pat
         np.testing.assert_array_equal(left, right)
 
 
+def test_a_state_is_resumed_only_where_params_resolve_the_same(tiny_train, monkeypatch):
+    """A state is a persistent output that can move between machines: where `precision: auto` resolves
+    differently (bf16 on Zen 4/5, float32 on Zen 3) or other devices are chosen, it must start over."""
+    float32 = training.run_fingerprint("inputs", dataclasses.replace(tiny_train, precision="float32"))
+    assert float32 == training.run_fingerprint("inputs", dataclasses.replace(tiny_train, precision="float32"))
+    assert float32 != training.run_fingerprint("other inputs", dataclasses.replace(tiny_train, precision="float32"))
+    assert float32 != training.run_fingerprint("inputs", dataclasses.replace(tiny_train, precision="mixed_bfloat16"))
+    auto = dataclasses.replace(tiny_train, precision="auto")
+    monkeypatch.setattr(training, "resolve_precision", lambda choice: "float32")
+    assert training.run_fingerprint("inputs", auto) == float32
+    monkeypatch.setattr(training, "resolve_precision", lambda choice: "mixed_bfloat16")
+    assert training.run_fingerprint("inputs", auto) != float32
+    monkeypatch.setattr(training.keras.distribution, "list_devices", lambda: ["gpu:0", "gpu:1"])
+    assert training.run_fingerprint("inputs", dataclasses.replace(tiny_train, devices=1)) != \
+        training.run_fingerprint("inputs", dataclasses.replace(tiny_train, devices=2))
+
+
+def test_a_summary_torn_by_a_kill_is_dropped_and_dvclive_resumes(tmp_path):
+    from dvclive import Live
+
+    folder = tmp_path / "dvclive"
+    with Live(str(folder), save_dvc_exp=False, dvcyaml=None) as live:
+        for epoch in range(3):
+            live.log_metric("val/accuracy", 0.1 * epoch)
+            live.next_step()
+    training.drop_torn_live_summary(folder)
+    assert (folder / "metrics.json").exists()  # a whole summary is kept
+    (folder / "metrics.json").write_text('{"step": 2, "val": {"accur')  # a kill in the middle of its rewrite
+    training.drop_torn_live_summary(folder)
+    assert not (folder / "metrics.json").exists()
+    with Live(str(folder), save_dvc_exp=False, dvcyaml=None, resume=True) as live:
+        live.step = 3  # as LiveLogger sets it from the saved state
+        live.log_metric("val/accuracy", 0.3)
+        live.next_step()
+    steps = (folder / "plots/metrics/val/accuracy.tsv").read_text().splitlines()[1:]
+    assert [line.split("\t")[0] for line in steps] == ["0", "1", "2", "3"]
+    training.drop_torn_live_summary(tmp_path / "nothing here")  # no summary yet: nothing to do
+
+
+FREE_AND_ALLOCATE = """
+import resource, sys
+import numpy as np
+from emotion.training import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+for step in range(31):
+    if step == 1:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = np.ones(64 << 20, np.uint8)  # a training step's large buffer, freed at the end of the step
+    del buffer
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_keeping_freed_memory_stops_the_page_faults_of_every_step():
+    if not Path("/proc/self/maps").exists() or not os.confstr("CS_GNU_LIBC_VERSION"):
+        pytest.skip("glibc only")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    faults = {}
+    for mode in ("as-is", "keep"):
+        out = subprocess.run([sys.executable, "-c", FREE_AND_ALLOCATE, mode], capture_output=True, text=True,
+                             env=env, timeout=300, check=True).stdout.split()
+        faults[mode] = int(out[-1])
+        assert out[-2] == ("True" if mode == "keep" else "None")
+    assert faults["as-is"] >= 30  # each of the 30 steps faults its buffer in again (in 4 KiB or 2 MiB pages)
+    assert faults["keep"] < faults["as-is"] / 10
+
+
 def test_equal_models_are_saved_as_equal_bytes(tiny_train, tmp_path):
     """The lock hashes models/model.keras: two separately built models with the same weights must give
     the same file (no save date, no zip times, no Python object ids)."""

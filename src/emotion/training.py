@@ -1,7 +1,9 @@
 """Training with Keras 3 APIs only, so the same code runs on TensorFlow (CPU here) and JAX (GPU)."""
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -43,11 +45,24 @@ def resolve_precision(choice: str) -> str:
 
 
 def use_devices(choice, backend: str | None = None) -> int:
-    """Data parallelism with Keras's distribution API: `auto` = every local accelerator (one CPU counts
-    as one device), N = the first N devices. Above one, each batch is split across the devices and the
-    gradients are averaged by the engine (keras.distribution.DataParallel, JAX backend only).
-    Returns the number of devices used."""
+    """Data parallelism with Keras's distribution API over the devices `chosen_devices` picks. Above one,
+    each batch is split across the devices and the gradients are averaged by the engine
+    (keras.distribution.DataParallel, JAX backend only). Returns the number of devices used."""
     backend = backend or keras.backend.backend()
+    chosen = chosen_devices(choice)
+    if len(chosen) > 1:
+        if backend != "jax":
+            raise EmotionError(f"params.yaml: 'train.devices' is {len(chosen)}, which needs the JAX backend "
+                               f"(KERAS_BACKEND=jax; this run uses {backend}); or set it to 1")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+    else:
+        keras.distribution.set_distribution(None)  # one device: no sharding (clears an earlier run's setting)
+    return len(chosen)
+
+
+def chosen_devices(choice) -> list[str]:
+    """The devices `train.devices` picks: `auto` = every accelerator (one CPU counts as one device), N =
+    the first N, accelerators first. Other hosts are joined first, so their devices count too."""
     join_hosts()
     devices = keras.distribution.list_devices()
     accelerators = [d for d in devices if not d.lower().startswith("cpu")]
@@ -55,29 +70,65 @@ def use_devices(choice, backend: str | None = None) -> int:
     if count > len(devices):
         raise EmotionError(f"params.yaml: 'train.devices' is {count} but this machine has {len(devices)} "
                            f"({', '.join(devices)}); set it to auto or at most {len(devices)}")
-    if count > 1:
-        if backend != "jax":
-            raise EmotionError(f"params.yaml: 'train.devices' is {count}, which needs the JAX backend "
-                               f"(KERAS_BACKEND=jax; this run uses {backend}); or set it to 1")
-        chosen = accelerators[:count] if len(accelerators) >= count else devices[:count]
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
-    else:
-        keras.distribution.set_distribution(None)  # one device: no sharding (clears an earlier run's setting)
-    return count
+    return accelerators[:count] if len(accelerators) >= count else devices[:count]
+
+
+_hosts_joined = False
 
 
 def join_hosts() -> None:
     """Several hosts (KERAS_DISTRIBUTION_NUM_PROCESSES > 1): start Keras's multi-process runtime, which
     reads the coordinator's host:port (KERAS_DISTRIBUTION_JOB_ADDRESSES) and this host's id
-    (KERAS_DISTRIBUTION_PROCESS_ID); the devices of every host then count in train.devices."""
+    (KERAS_DISTRIBUTION_PROCESS_ID); the devices of every host then count in train.devices. Once per
+    process: the runtime refuses a second start, and it must come before anything asks for a device."""
+    global _hosts_joined
     processes = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "").strip()
-    if not processes or processes == "1":
+    if _hosts_joined or not processes or processes == "1":
         return
     missing = [k for k in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_PROCESS_ID") if not os.environ.get(k)]
     if missing:
         raise EmotionError(f"KERAS_DISTRIBUTION_NUM_PROCESSES={processes} starts several hosts but {' and '.join(missing)} "
                            "is not set: give the coordinator's host:port and this host's id (0 on the coordinator)")
     keras.distribution.initialize()
+    _hosts_joined = True
+
+
+def run_fingerprint(inputs_fingerprint: str, params: TrainParams) -> str:
+    """The stage's inputs plus what this machine decides for the run: the devices, the precision that
+    `auto` resolves to, the backend. A saved state is resumed only under the same fingerprint, so a state
+    moved to a machine that would train differently (bf16 instead of float32, say) starts over."""
+    run = {"inputs": inputs_fingerprint, "devices": chosen_devices(params.devices),
+           "precision": resolve_precision(params.precision), "backend": keras.backend.backend()}
+    return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory in the process (what MALLOC_MMAP_MAX_=0 and a huge
+    MALLOC_TRIM_THRESHOLD_ do): as it comes, it returns TensorFlow's large per-step buffers to the kernel
+    and faults them in again every step, which cost a 2-core float32 CPU a third of its epoch time
+    (README: Training speed on CPUs without bf16). Changes no number the training computes; about 10%
+    more resident memory. Returns False where the C library is not glibc (nothing to change)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def drop_torn_live_summary(folder: Path = Path("dvclive")) -> None:
+    """DVCLive rewrites metrics.json in place, so a run killed at that moment leaves it empty or cut
+    short, and resuming (Live(resume=True)) would stop on it. The summary is rewritten whole at the
+    next epoch, and the resumed run sets its step from the saved state, so a torn one is dropped."""
+    summary = Path(folder) / "metrics.json"
+    try:
+        json.loads(summary.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except ValueError:
+        print(f"train: {summary} was cut short when the run stopped; dropping it (the next epoch rewrites it)",
+              flush=True)
+        summary.unlink()
 
 
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
