@@ -1,6 +1,6 @@
 """Where a training step's time goes, for the recipe in params.yaml (or with overrides), in one run.
 
-    python benchmarks/training_efficiency.py [--steps 40] [-S train.input_crop=48 -S train.width=40 ...]
+    python benchmarks/training_efficiency.py [--steps 40] [--jit-compile] [-S train.input_crop=48 -S train.width=40 ...]
 
 Prints images/s for (1) `fit` over a BatchFeed, the loop the train stage runs, with the minor page faults
 per step (glibc's malloc as it comes hands large buffers back to the kernel each step: README, Training
@@ -81,7 +81,7 @@ def matmul_peak(precision: str, size: int = 2048, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def measure(params, steps: int) -> dict:
+def measure(params, steps: int, jit_compile: bool | str = "auto") -> dict:
     precision = resolve_precision(params.precision)
     keras.mixed_precision.set_dtype_policy(precision)
     batch = params.batch_size
@@ -93,7 +93,7 @@ def measure(params, steps: int) -> dict:
 
     def compiled(*layers) -> keras.Model:
         trainer = keras.Sequential([keras.Input((48, 48, 1)), *layers])
-        trainer.compile(optimizer=make_optimizer(params, 400), loss=loss)
+        trainer.compile(optimizer=make_optimizer(params, 400), loss=loss, jit_compile=jit_compile)
         return trainer
 
     full, bare = compiled(build_augmenter(params.augment, 0), classifier), compiled(classifier)
@@ -106,7 +106,8 @@ def measure(params, steps: int) -> dict:
     peak = matmul_peak(precision)
     keras.mixed_precision.set_dtype_policy("float32")
     return {"precision": precision, "rates": rates, "flops": flops, "peak": peak,
-            "params": classifier.count_params(), "faults": faults}
+            "params": classifier.count_params(), "faults": faults,
+            "xla": {"with augmentation": full.jit_compile, "without": bare.jit_compile}}
 
 
 def main() -> None:
@@ -116,20 +117,26 @@ def main() -> None:
                         help="change a params.yaml key for this run, as dvc exp run -S (e.g. train.input_crop=48)")
     parser.add_argument("--malloc-as-is", action="store_true",
                         help="leave glibc's malloc as it comes instead of keeping freed memory as the train stage does")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile with XLA (jit_compile=True; TensorFlow's default on a CPU is without). Keras "
+                             "falls back to no XLA, with a warning, for a model it cannot compile (the augmenter)")
     args = parser.parse_args()
     kept = not args.malloc_as_is and keep_freed_memory()
     import yaml
 
     overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.overrides)}
     params = load_params(overrides=overrides).train
-    result = measure(dataclasses.replace(params, weights="none"), args.steps)
+    result = measure(dataclasses.replace(params, weights="none"), args.steps, True if args.jit_compile else "auto")
     train_flops = 3 * result["flops"]
     print(f"{cpu_name()}; backend {keras.backend.backend()}; {result['precision']}; batch {params.batch_size}; "
           f"{params.model} width {params.width}, input {params.input_crop}×{params.input_crop} of 48, "
           f"{result['params']:,} parameters, {result['flops'] / 1e9:.3f} GFLOP per image forward"
           + (f"; overrides {', '.join(args.overrides)}" if args.overrides else "")
-          + ("; malloc keeps freed memory" if kept else "; malloc as it comes"))
-    print(f"matmul peak at this precision: {result['peak']:.0f} GFLOP/s\n")
+          + ("; malloc keeps freed memory" if kept else "; malloc as it comes")
+          + ("; jit_compile=True" if args.jit_compile else ""))
+    print(f"matmul peak at this precision: {result['peak']:.0f} GFLOP/s")
+    print("XLA-compiled training steps: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["xla"].items())
+          + "\n")
     print("| measurement | images/s | share of the step | GFLOP/s | share of matmul peak |")
     print("|---|---|---|---|---|")
     full = result["rates"]["fit, as the train stage runs it"]

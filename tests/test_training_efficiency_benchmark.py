@@ -15,3 +15,9 @@ def test_fit_is_measured_first_with_its_page_faults():
                                     "forward only"}
     assert all(rate > 0 for rate in result["rates"].values())
     assert result["faults"] >= 0 and result["flops"] > 0
+
+
+def test_jit_compile_reaches_the_steps_keras_can_compile():
+    bench = load_script("benchmarks/training_efficiency.py")
+    params = dataclasses.replace(load_params().train, model="cnn_small", width=8, batch_size=8, weights="none")
+    assert bench.measure(params, steps=1, jit_compile=True)["xla"]["without"] is True
