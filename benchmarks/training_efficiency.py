@@ -126,14 +126,13 @@ def main() -> None:
 
     overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.overrides)}
     params = load_params(overrides=overrides).train
-    result = measure(dataclasses.replace(params, weights="none"), args.steps, True if args.jit_compile else "auto")
+    result = measure(dataclasses.replace(params, weights="none"), args.steps, args.jit_compile or "auto")
     train_flops = 3 * result["flops"]
     print(f"{cpu_name()}; backend {keras.backend.backend()}; {result['precision']}; batch {params.batch_size}; "
           f"{params.model} width {params.width}, input {params.input_crop}×{params.input_crop} of 48, "
           f"{result['params']:,} parameters, {result['flops'] / 1e9:.3f} GFLOP per image forward"
           + (f"; overrides {', '.join(args.overrides)}" if args.overrides else "")
-          + ("; malloc keeps freed memory" if kept else "; malloc as it comes")
-          + ("; jit_compile=True" if args.jit_compile else ""))
+          + ("; malloc keeps freed memory" if kept else "; malloc as it comes"))
     print(f"matmul peak at this precision: {result['peak']:.0f} GFLOP/s")
     print("XLA-compiled training steps: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["xla"].items())
           + "\n")
