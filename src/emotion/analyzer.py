@@ -15,7 +15,7 @@ from emotion.errors import EmotionError
 from emotion.faces import (DEFAULT_ALIGN, DEFAULT_MARGIN, Face, FaceMode, FoundFaces, check_margin, find_faces,
                            recut_face)
 
-DEFAULT_TTA = "tencrop"  # the apps' and library's views per face: +1.0 point on val, 10x the time (README: What ships)
+DEFAULT_TTA = "tencrop"  # the apps' and library's views per face (gain and cost per model: README, What ships)
 
 
 @dataclass(frozen=True)

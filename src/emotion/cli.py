@@ -276,8 +276,8 @@ def _add_inference_parsers(sub) -> None:
 
     detector, align = _detector_options()
     tta = {"choices": ["none", "flip", "tencrop"], "default": DEFAULT_TTA,
-           "help": "views averaged per face, as the pipeline scores: tencrop (+1.0 point on val for the int8 model, "
-                   "about 10x the time per face: README, What ships), flip, or none for speed (default: %(default)s)"}
+           "help": "views averaged per face, as the pipeline scores: tencrop (more accurate, about 10x "
+                   "the time per face; the measured gain: README, What ships), flip, or none for speed (default: %(default)s)"}
 
     pr = sub.add_parser("predict", help="find and classify every face in images or folders")
     pr.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
