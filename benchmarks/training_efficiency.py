@@ -13,6 +13,7 @@ achieves; and its share of this CPU's measured matmul peak at the same precision
 matmul, the best case for the same kernels). Random data; the first steps (graph building) are not
 timed. Compare numbers only within one run: the host is shared and noisy."""
 import argparse
+import contextlib
 import dataclasses
 import resource
 import time
@@ -23,7 +24,8 @@ import numpy as np
 from emotion.augment import build_augmenter
 from emotion.config import load_params
 from emotion.models import build_model
-from emotion.training import BatchFeed, cpu_name, keep_freed_memory, make_optimizer, resolve_precision
+from emotion.training import (BatchFeed, cpu_name, keep_freed_memory, make_optimizer, resolve_precision,
+                             seed_everything)
 
 
 def forward_flops(model: keras.Model) -> int:
@@ -81,7 +83,34 @@ def matmul_peak(precision: str, size: int = 2048, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+@contextlib.contextmanager
+def seeded(seed: int, deterministic: bool):
+    """Seed as the train stage does: with TensorFlow, deterministic ops, which Keras will not XLA-compile, so
+    --jit-compile turns them off. The process's setting before is restored (TensorFlow has no public switch
+    back, hence the private module)."""
+    if keras.backend.backend() != "tensorflow":
+        keras.utils.set_random_seed(seed)
+        yield
+        return
+    from tensorflow.python.framework import config
+
+    before = config.is_op_determinism_enabled()
+    seed_everything(seed)
+    if not deterministic:
+        config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        (config.enable_op_determinism if before else config.disable_op_determinism)()
+
+
 def measure(params, steps: int, jit_compile: bool | str = "auto") -> dict:
+    deterministic = jit_compile is not True and keras.backend.backend() == "tensorflow"
+    with seeded(params.seed, deterministic):
+        return _measure(params, steps, jit_compile) | {"deterministic": deterministic}
+
+
+def _measure(params, steps: int, jit_compile: bool | str) -> dict:
     precision = resolve_precision(params.precision)
     keras.mixed_precision.set_dtype_policy(precision)
     batch = params.batch_size
@@ -118,7 +147,8 @@ def main() -> None:
     parser.add_argument("--malloc-as-is", action="store_true",
                         help="leave glibc's malloc as it comes instead of keeping freed memory as the train stage does")
     parser.add_argument("--jit-compile", action="store_true",
-                        help="compile with XLA (jit_compile=True; TensorFlow's default on a CPU is without). Keras "
+                        help="compile with XLA (jit_compile=True; TensorFlow's default on a CPU is without). Turns off "
+                             "the deterministic ops the train stage runs with (Keras does not compile those) and "
                              "falls back to no XLA, with a warning, for a model it cannot compile (the augmenter)")
     args = parser.parse_args()
     kept = not args.malloc_as_is and keep_freed_memory()
@@ -132,7 +162,8 @@ def main() -> None:
           f"{params.model} width {params.width}, input {params.input_crop}×{params.input_crop} of 48, "
           f"{result['params']:,} parameters, {result['flops'] / 1e9:.3f} GFLOP per image forward"
           + (f"; overrides {', '.join(args.overrides)}" if args.overrides else "")
-          + ("; malloc keeps freed memory" if kept else "; malloc as it comes"))
+          + ("; malloc keeps freed memory" if kept else "; malloc as it comes")
+          + ("; deterministic ops" if result["deterministic"] else ""))
     print(f"matmul peak at this precision: {result['peak']:.0f} GFLOP/s")
     print("XLA-compiled training steps: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["xla"].items())
           + "\n")
