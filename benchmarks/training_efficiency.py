@@ -1,6 +1,7 @@
 """Where a training step's time goes, for the recipe in params.yaml (or with overrides), in one run.
 
-    python benchmarks/training_efficiency.py [--steps 40] [--jit-compile] [-S train.input_crop=48 -S train.width=40 ...]
+    python benchmarks/training_efficiency.py [--steps 40] [--jit-compile] [--nondeterministic]
+        [-S train.input_crop=48 -S train.width=40 ...]
 
 Prints images/s for (1) `fit` over a BatchFeed, the loop the train stage runs, with the minor page faults
 per step (glibc's malloc as it comes hands large buffers back to the kernel each step: README, Training
@@ -85,27 +86,36 @@ def matmul_peak(precision: str, size: int = 2048, repeats: int = 20) -> float:
 
 @contextlib.contextmanager
 def seeded(seed: int, deterministic: bool):
-    """Seed as the train stage does: with TensorFlow, deterministic ops, which Keras will not XLA-compile, so
-    --jit-compile turns them off. The process's setting before is restored (TensorFlow has no public switch
-    back, hence the private module)."""
+    """Seed as the train stage does: with TensorFlow, deterministic ops (unless `deterministic` is False;
+    Keras will not XLA-compile under them). The process's setting before is restored, and its dtype policy
+    (TensorFlow has no public switch back to nondeterministic ops, hence the private module)."""
+    policy = keras.mixed_precision.dtype_policy()
     if keras.backend.backend() != "tensorflow":
         keras.utils.set_random_seed(seed)
-        yield
+        try:
+            yield
+        finally:
+            keras.mixed_precision.set_dtype_policy(policy)
         return
     from tensorflow.python.framework import config
 
     before = config.is_op_determinism_enabled()
-    seed_everything(seed)
-    if not deterministic:
-        config.disable_op_determinism()
     try:
+        seed_everything(seed)
+        if not deterministic:
+            config.disable_op_determinism()
         yield
     finally:
         (config.enable_op_determinism if before else config.disable_op_determinism)()
+        keras.mixed_precision.set_dtype_policy(policy)
 
 
-def measure(params, steps: int, jit_compile: bool | str = "auto") -> dict:
-    deterministic = jit_compile is not True and keras.backend.backend() == "tensorflow"
+def measure(params, steps: int, jit_compile: bool | str = "auto", deterministic: bool | None = None) -> dict:
+    """`deterministic` None: as the train stage runs (deterministic ops with TensorFlow), except under
+    jit_compile=True, which Keras refuses with them."""
+    if deterministic is None:
+        deterministic = jit_compile is not True
+    deterministic = deterministic and keras.backend.backend() == "tensorflow"
     with seeded(params.seed, deterministic):
         return _measure(params, steps, jit_compile) | {"deterministic": deterministic}
 
@@ -133,7 +143,6 @@ def _measure(params, steps: int, jit_compile: bool | str) -> dict:
     rates["forward only"] = images_per_second(lambda: classifier.predict_on_batch(x), batch, steps)
     flops = forward_flops(classifier)
     peak = matmul_peak(precision)
-    keras.mixed_precision.set_dtype_policy("float32")
     return {"precision": precision, "rates": rates, "flops": flops, "peak": peak,
             "params": classifier.count_params(), "faults": faults,
             "xla": {"with augmentation": full.jit_compile, "without": bare.jit_compile}}
@@ -150,13 +159,16 @@ def main() -> None:
                         help="compile with XLA (jit_compile=True; TensorFlow's default on a CPU is without). Turns off "
                              "the deterministic ops the train stage runs with (Keras does not compile those) and "
                              "falls back to no XLA, with a warning, for a model it cannot compile (the augmenter)")
+    parser.add_argument("--nondeterministic", action="store_true",
+                        help="TensorFlow's ops without the determinism the train stage turns on (what they cost)")
     args = parser.parse_args()
     kept = not args.malloc_as_is and keep_freed_memory()
     import yaml
 
     overrides = {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.overrides)}
     params = load_params(overrides=overrides).train
-    result = measure(dataclasses.replace(params, weights="none"), args.steps, args.jit_compile or "auto")
+    result = measure(dataclasses.replace(params, weights="none"), args.steps, args.jit_compile or "auto",
+                     deterministic=False if args.nondeterministic else None)
     train_flops = 3 * result["flops"]
     print(f"{cpu_name()}; backend {keras.backend.backend()}; {result['precision']}; batch {params.batch_size}; "
           f"{params.model} width {params.width}, input {params.input_crop}×{params.input_crop} of 48, "
