@@ -86,27 +86,23 @@ def matmul_peak(precision: str, size: int = 2048, repeats: int = 20) -> float:
 
 @contextlib.contextmanager
 def seeded(seed: int, deterministic: bool):
-    """Seed as the train stage does: with TensorFlow, deterministic ops (unless `deterministic` is False;
-    Keras will not XLA-compile under them). The process's setting before is restored, and its dtype policy
-    (TensorFlow has no public switch back to nondeterministic ops, hence the private module)."""
-    policy = keras.mixed_precision.dtype_policy()
-    if keras.backend.backend() != "tensorflow":
-        keras.utils.set_random_seed(seed)
-        try:
-            yield
-        finally:
-            keras.mixed_precision.set_dtype_policy(policy)
-        return
-    from tensorflow.python.framework import config
+    """Seed as the train stage does (`seed_everything`: with TensorFlow, deterministic ops, which Keras will
+    not XLA-compile; `deterministic` False turns them off again). The process's setting before and its dtype
+    policy are restored (TensorFlow has no public switch back to nondeterministic ops, hence the private module)."""
+    policy, restore_determinism = keras.mixed_precision.dtype_policy(), None
+    if keras.backend.backend() == "tensorflow":
+        from tensorflow.python.framework import config
 
-    before = config.is_op_determinism_enabled()
+        before = config.is_op_determinism_enabled()
+        restore_determinism = config.enable_op_determinism if before else config.disable_op_determinism
     try:
         seed_everything(seed)
-        if not deterministic:
+        if restore_determinism and not deterministic:
             config.disable_op_determinism()
         yield
     finally:
-        (config.enable_op_determinism if before else config.disable_op_determinism)()
+        if restore_determinism:
+            restore_determinism()
         keras.mixed_precision.set_dtype_policy(policy)
 
 
