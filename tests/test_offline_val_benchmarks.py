@@ -1,0 +1,59 @@
+"""benchmarks/tencrop_combine.py and benchmarks/ensemble_subsets.py back two rows of the README's lever
+table: their plain-mean rows must be the pipeline's own ten-crop and ensemble, or the rows compare the
+wrong things."""
+import numpy as np
+import pytest
+
+from conftest import load_script
+from emotion.evaluation import ensemble_proba, predict_proba
+
+
+class PixelClassifier:
+    """Probabilities from a few pixels of the centre 40×40 window: any shift or mirror changes them."""
+
+    def __init__(self, offset: int = 0):
+        self.offset = offset
+
+    def predict_proba(self, images, batch_size=256):
+        window = images[:, 4:44, 4:44].astype(np.float32) / 255
+        logits = np.stack([window[:, i * 5, (i * 7 + self.offset) % 40] * (i + 1) for i in range(7)], axis=1)
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).integers(0, 256, (40, 48, 48), dtype=np.uint8)
+
+
+def test_the_plain_mean_is_the_pipelines_ten_crop(images):
+    bench = load_script("benchmarks/tencrop_combine.py")
+    views = bench.view_probas(PixelClassifier(), images)
+    scores = bench.combinations(views)
+    np.testing.assert_allclose(scores["plain mean (the pipeline)"],
+                               predict_proba(PixelClassifier(), images, tta="tencrop"), rtol=1e-6)
+    # softening at T = 1 would be the plain mean; the other temperatures and the vote are different rules
+    assert any((s.argmax(1) != scores["plain mean (the pipeline)"].argmax(1)).any() for s in scores.values())
+
+
+def test_the_vote_counts_views_and_the_plain_mean_breaks_its_ties():
+    bench = load_script("benchmarks/tencrop_combine.py")
+    views = np.zeros((10, 2, 7))
+    views[:6, 0, 3] = 0.4; views[6:, 0, 5] = 0.99  # six views say 3; four say 5, so surely that the mean says 5
+    views[:5, 1, 1] = 0.6; views[5:, 1, 2] = 0.7   # a 5-5 tie: the plain mean prefers 2
+    views += 0.01
+    vote = bench.combinations(views)["majority vote (ties: the plain mean)"]
+    assert list(vote.argmax(1)) == [3, 2]
+    assert bench.combinations(views)["plain mean (the pipeline)"][0].argmax() == 5
+
+
+def test_subsets_are_equal_weight_means_of_the_pipelines_ensemble(images):
+    bench = load_script("benchmarks/ensemble_subsets.py")
+    members = [PixelClassifier(k) for k in range(3)]
+    labels = np.random.default_rng(1).integers(0, 7, len(images))
+    probas = {str(k): predict_proba(m, images, tta="tencrop") for k, m in enumerate(members)}
+    accuracies = bench.subset_accuracies(probas, labels)
+    assert len(accuracies) == 7  # 3 singletons, 3 pairs, the three
+    together = ensemble_proba(members, images, tta="tencrop")
+    assert accuracies[("0", "1", "2")] == pytest.approx(np.mean(together.argmax(1) == labels))
+    pair = ensemble_proba(members[:2], images, tta="tencrop")
+    assert accuracies[("0", "1")] == pytest.approx(np.mean(pair.argmax(1) == labels))
