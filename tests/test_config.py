@@ -124,3 +124,19 @@ def test_recipe_with_a_typo_leaves_params_untouched(params_file, tmp_path):
     with pytest.raises(SystemExit):
         main(["params", "set", "--from", str(bad), "--file", str(params_file)])
     assert params_file.read_text() == before
+
+
+def test_dvc_exp_run_set_param_changes_only_its_line(tmp_path):
+    """`dvc exp run -S KEY=VALUE` rewrites params.yaml with DVC's own YAML dumper; the committed file is
+    written the way that dumper writes (block lists, comments on the key's line), so an experiment's diff
+    is its one param and nothing else. A [flow, list] used to come back as a block list."""
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    apply_overrides(str(params), ["train.lr=0.001"])
+    before = (REPO / "params.yaml").read_text().splitlines()
+    after = params.read_text().splitlines()
+    assert len(before) == len(after)
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert changed == [("  lr: 0.002", "  lr: 0.001")]
