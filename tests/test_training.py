@@ -81,6 +81,17 @@ def test_precision_choice():
     assert resolve_precision("auto") in ("float32", "mixed_bfloat16")
 
 
+def test_the_cpu_is_recorded_with_its_family_model_and_cores():
+    # a Zen 4 and a Zen 5 EPYC both name themselves "AMD EPYC" in a VM: only the numbers tell them apart
+    first = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+    second = "processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: Other\n"
+    described = training.describe_cpu(first + "\n" + second, cores=2)
+    assert described == "AMD EPYC (family 25, model 17), 2 cores"
+    assert training.describe_cpu("", cores=None, fallback="arm64") == "arm64"
+    assert training.describe_cpu("model name\t: Apple M2\n", cores=8) == "Apple M2, 8 cores"
+    assert training.cpu_name().endswith("cores")
+
+
 def test_training_learns_saves_best_model_and_logs_every_epoch(tiny_train, tmp_path):
     # batch norm's moving averages (momentum 0.99) need several hundred steps before inference works
     params = dataclasses.replace(tiny_train, epochs=5, lr=0.003, batch_size=4, class_weight="balanced")
