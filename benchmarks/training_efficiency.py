@@ -7,8 +7,9 @@ Prints images/s for (1) `fit` over a BatchFeed, the loop the train stage runs, w
 per step (glibc's malloc as it comes hands large buffers back to the kernel each step: README, Training
 speed on CPUs without bf16; the train stage tells it to keep them, and so does this benchmark unless
 --malloc-as-is; measured first, because the allocator's state depends on what ran before), (2) the
-training step alone (augmentation + model + optimizer, `train_on_batch`), (3) the same without
-augmentation, (4) the forward pass alone; the model's FLOPs per image
+training step alone (augmentation + model + optimizer, `train_on_batch`), first over the same batches
+`fit` saw (what `fit`'s own machinery, Keras' PyDataset adapter and callbacks, costs is the gap to (1)), then on
+one batch held in memory, (3) the same without augmentation, (4) the forward pass alone; the model's FLOPs per image
 (counted from its conv and dense layers; a training step ≈ 3× the forward pass); the GFLOP/s this
 achieves; and its share of this CPU's measured matmul peak at the same precision (a large square
 matmul, the best case for the same kernels). Random data; the first steps (graph building) are not
@@ -53,13 +54,18 @@ def images_per_second(step, batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+def random_feed(batch: int, steps: int) -> BatchFeed:
+    """steps + 3 batches of random faces, fed as the train stage feeds its training set."""
+    rng = np.random.default_rng(0)
+    count = (steps + 3) * batch
+    return BatchFeed(rng.integers(0, 256, (count, 48, 48), dtype=np.uint8), rng.integers(0, 7, count), batch,
+                     balanced=False, mixer=None, seed=0)
+
+
 def fit_rate(trainer, batch: int, steps: int) -> tuple[float, float]:
     """images/s and minor page faults per step of `fit` over a BatchFeed of random faces, timed from the
     4th batch, as the train stage feeds it."""
-    rng = np.random.default_rng(0)
-    count = (steps + 3) * batch
-    feed = BatchFeed(rng.integers(0, 256, (count, 48, 48), dtype=np.uint8), rng.integers(0, 7, count), batch,
-                     balanced=False, mixer=None, seed=0)
+    feed = random_feed(batch, steps)
     marks = {}
 
     class Clock(keras.callbacks.Callback):
@@ -134,6 +140,9 @@ def _measure(params, steps: int, jit_compile: bool | str) -> dict:
     full, bare = compiled(build_augmenter(params.augment, 0), classifier), compiled(classifier)
     rates = {}
     rates["fit, as the train stage runs it"], faults = fit_rate(full, batch, steps)  # first, as in the stage
+    fed, index = random_feed(batch, steps), iter(range(steps + 3))  # fit's batches, converted inside the loop
+    rates["train step over fit's batches"] = images_per_second(lambda: full.train_on_batch(*fed[next(index)]),
+                                                               batch, steps)
     rates["train step"] = images_per_second(lambda: full.train_on_batch(x, y), batch, steps)
     rates["train step, no augmentation"] = images_per_second(lambda: bare.train_on_batch(x, y), batch, steps)
     rates["forward only"] = images_per_second(lambda: classifier.predict_on_batch(x), batch, steps)
