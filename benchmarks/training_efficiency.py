@@ -9,7 +9,10 @@ speed on CPUs without bf16; the train stage tells it to keep them, and so does t
 --malloc-as-is; measured first, because the allocator's state depends on what ran before), (2) the
 training step alone (augmentation + model + optimizer, `train_on_batch`), first over the same batches
 `fit` saw (what `fit`'s own machinery, Keras' PyDataset adapter and callbacks, costs is the gap to (1)), then on
-one batch held in memory, (3) the same without augmentation, (4) the forward pass alone; the model's FLOPs per image
+one batch held in memory, (3) the same without augmentation, (4) the forward pass alone, (5) what the optimizer
+costs: the step without augmentation under the recipe's optimizer, under it without its moving average of the
+weights (train.ema), and under plain SGD, whose update is one multiply-add per weight, timed in alternating
+rounds so that the host's drift falls on all three alike; the model's FLOPs per image
 (counted from its conv and dense layers; a training step ≈ 3× the forward pass); the GFLOP/s this
 achieves; and its share of this CPU's measured matmul peak at the same precision (a large square
 matmul, the best case for the same kernels). Random data; the first steps (graph building) are not
@@ -60,6 +63,44 @@ def random_feed(batch: int, steps: int) -> BatchFeed:
     count = (steps + 3) * batch
     return BatchFeed(rng.integers(0, 256, (count, 48, 48), dtype=np.uint8), rng.integers(0, 7, count), batch,
                      balanced=False, mixer=None, seed=0)
+
+
+def interleaved_rates(steps: dict, batch: int, count: int, rounds: int = 5) -> dict:
+    """images/s of each step function, timed in `rounds` alternating slices of about count / rounds steps,
+    so that a slow stretch of a shared host slows every one of them, not only the one it falls on."""
+    for step in steps.values():
+        for _ in range(3):
+            step()  # graph building and warm-up
+    elapsed, done = dict.fromkeys(steps, 0.0), max(1, round(count / rounds))
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(done):
+                step()
+            elapsed[name] += time.perf_counter() - start
+    return {name: rounds * done * batch / seconds for name, seconds in elapsed.items()}
+
+
+def optimizer_rates(params, compiled, x, y, steps: int) -> dict:
+    """The step without augmentation under the recipe's optimizer, without its weight average, and under
+    plain SGD (the cheapest update there is), each on a fresh copy of the model."""
+    optimizers = {"recipe": lambda: make_optimizer(params, 400)}
+    if params.ema:
+        optimizers["recipe without the weight average"] = lambda: make_optimizer(dataclasses.replace(params, ema=0), 400)
+    optimizers["plain SGD"] = lambda: keras.optimizers.SGD(1e-3)
+    trainers = {name: compiled(build_model(params), optimizer=make()) for name, make in optimizers.items()}
+    return interleaved_rates({name: (lambda t=t: t.train_on_batch(x, y)) for name, t in trainers.items()},
+                             params.batch_size, steps)
+
+
+def optimizer_shares(rates: dict) -> dict:
+    """Fractions of the recipe's step time (without augmentation) that its optimizer and its weight average
+    take, as the gap in time per image to plain SGD and to the recipe without the average."""
+    seconds = {name: 1 / rate for name, rate in rates.items()}
+    shares = {"optimizer": (seconds["recipe"] - seconds["plain SGD"]) / seconds["recipe"]}
+    if "recipe without the weight average" in seconds:
+        shares["weight average"] = (seconds["recipe"] - seconds["recipe without the weight average"]) / seconds["recipe"]
+    return shares
 
 
 def fit_rate(trainer, batch: int, steps: int) -> tuple[float, float]:
@@ -132,9 +173,9 @@ def _measure(params, steps: int, jit_compile: bool | str) -> dict:
     y = keras.utils.to_categorical(rng.integers(0, 7, batch), 7)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
 
-    def compiled(*layers) -> keras.Model:
+    def compiled(*layers, optimizer=None) -> keras.Model:
         trainer = keras.Sequential([keras.Input((48, 48, 1)), *layers])
-        trainer.compile(optimizer=make_optimizer(params, 400), loss=loss, jit_compile=jit_compile)
+        trainer.compile(optimizer=optimizer or make_optimizer(params, 400), loss=loss, jit_compile=jit_compile)
         return trainer
 
     full, bare = compiled(build_augmenter(params.augment, 0), classifier), compiled(classifier)
@@ -146,9 +187,10 @@ def _measure(params, steps: int, jit_compile: bool | str) -> dict:
     rates["train step"] = images_per_second(lambda: full.train_on_batch(x, y), batch, steps)
     rates["train step, no augmentation"] = images_per_second(lambda: bare.train_on_batch(x, y), batch, steps)
     rates["forward only"] = images_per_second(lambda: classifier.predict_on_batch(x), batch, steps)
+    optimizers = optimizer_rates(params, compiled, x, y, steps)
     flops = forward_flops(classifier)
     peak = matmul_peak(precision)
-    return {"precision": precision, "rates": rates, "flops": flops, "peak": peak,
+    return {"precision": precision, "rates": rates, "optimizers": optimizers, "flops": flops, "peak": peak,
             "params": classifier.count_params(), "faults": faults,
             "xla": {"with augmentation": full.jit_compile, "without": bare.jit_compile}}
 
@@ -190,6 +232,12 @@ def main() -> None:
     for name, rate in result["rates"].items():
         flops = (result["flops"] if name == "forward only" else train_flops) * rate / 1e9
         print(f"| {name} | {rate:,.0f} | {full / rate:.0%} | {flops:,.0f} | {flops / result['peak']:.0%} |")
+    print("\nThe optimizer, on the step without augmentation (alternating rounds): "
+          + ", ".join(f"{name} {rate:,.0f} images/s" for name, rate in result["optimizers"].items()) + ".")
+    shares = optimizer_shares(result["optimizers"])
+    print(f"The recipe's optimizer takes {shares['optimizer']:.0%} of that step (the gap to plain SGD)"
+          + (f", its weight average {shares['weight average']:.0%}" if "weight average" in shares else "")
+          + "; differences of a few percent are within a shared host's noise.")
     print(f"\n`fit` cost {result['faults']:,.0f} minor page faults a step (a few thousand or fewer: the step's "
           "buffers are reused; hundreds of thousands: the allocator returns them to the kernel every step, see "
           "README, Training speed on CPUs without bf16).")

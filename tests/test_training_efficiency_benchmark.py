@@ -35,6 +35,31 @@ def test_fit_is_measured_first_with_its_page_faults():
                                     "train step, no augmentation", "forward only"}
     assert all(rate > 0 for rate in result["rates"].values())
     assert result["faults"] >= 0 and result["flops"] > 0
+    assert list(result["optimizers"]) == ["recipe", "recipe without the weight average", "plain SGD"]
+    assert all(rate > 0 for rate in result["optimizers"].values())
+
+
+def test_without_a_weight_average_the_optimizer_comparison_leaves_that_row_out():
+    bench = load_script("benchmarks/training_efficiency.py")
+    result = bench.measure(dataclasses.replace(tiny_params(), ema=0), steps=1)
+    assert list(result["optimizers"]) == ["recipe", "plain SGD"]
+    assert set(bench.optimizer_shares(result["optimizers"])) == {"optimizer"}
+
+
+def test_optimizer_shares_are_gaps_in_time_per_image_not_in_rates():
+    bench = load_script("benchmarks/training_efficiency.py")
+    # 100 images/s = 10 ms an image; 125 = 8 ms; 200 = 5 ms
+    shares = bench.optimizer_shares({"recipe": 100, "recipe without the weight average": 125, "plain SGD": 200})
+    assert shares == pytest.approx({"optimizer": 0.5, "weight average": 0.2})
+
+
+def test_interleaved_rates_time_every_step_in_every_round():
+    bench = load_script("benchmarks/training_efficiency.py")
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    rates = bench.interleaved_rates(steps, batch=4, count=6, rounds=3)
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["a", "a", "b", "b"] * 3  # warm-up, then alternating slices of 2
+    assert set(rates) == {"a", "b"} and all(rate > 0 for rate in rates.values())
 
 
 @tensorflow_only
