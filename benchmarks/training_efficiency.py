@@ -48,15 +48,6 @@ def forward_flops(model: keras.Model) -> int:
     return flops
 
 
-def images_per_second(step, batch: int, steps: int) -> float:
-    for _ in range(3):
-        step()  # graph building and warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - start)
-
-
 def random_feed(batch: int, steps: int) -> BatchFeed:
     """steps + 3 batches of random faces, fed as the train stage feeds its training set."""
     rng = np.random.default_rng(0)
@@ -79,6 +70,10 @@ def interleaved_rates(steps: dict, batch: int, count: int, rounds: int = 5) -> d
                 step()
             elapsed[name] += time.perf_counter() - start
     return {name: rounds * done * batch / seconds for name, seconds in elapsed.items()}
+
+
+def images_per_second(step, batch: int, steps: int) -> float:
+    return interleaved_rates({"step": step}, batch, steps, rounds=1)["step"]
 
 
 def optimizer_rates(params, compiled, x, y, steps: int) -> dict:
