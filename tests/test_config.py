@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -58,7 +60,7 @@ def test_nested_key_typo(params_file):
 
 def test_exponent_written_by_dvc_set_is_a_float(params_file):
     # `dvc exp run -S train.lr=1e-4` writes 1e-4, which YAML 1.1 reads as a string
-    params_file.write_text(params_file.read_text().replace("lr: 0.002", "lr: 1e-4"))
+    params_file.write_text(re.sub(r"(?m)^  lr: .*$", "  lr: 1e-4", params_file.read_text()))
     assert load_params(params_file).train.lr == pytest.approx(1e-4)
 
 
@@ -139,4 +141,4 @@ def test_dvc_exp_run_set_param_changes_only_its_line(tmp_path):
     after = params.read_text().splitlines()
     assert len(before) == len(after)
     changed = [(a, b) for a, b in zip(before, after) if a != b]
-    assert changed == [("  lr: 0.002", "  lr: 0.001")]
+    assert len(changed) == 1 and changed[0][0].startswith("  lr: ") and changed[0][1] == "  lr: 0.001"

@@ -128,7 +128,7 @@ def test_params_edited_while_a_stage_runs_are_refused_and_the_lock_is_kept(pipel
     output, _ = process.communicate(timeout=600)
     assert process.returncode != 0
     error = next(line for line in output.splitlines() if line.startswith("error:"))
-    assert "train.lr (0.002 → 0.0005) changed while stage 'train' ran" in error
+    assert "train.lr (0.004 → 0.0005) changed while stage 'train' ran" in error
     assert (pipeline_repo / "dvc.lock").read_text() == lock
 
 
