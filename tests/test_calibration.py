@@ -32,6 +32,17 @@ def test_fitted_temperature_undoes_known_miscalibration(overconfidence):
     assert report["ece_scaled"] < 0.02 < report["ece"] and report["nll_scaled"] < report["nll"]
 
 
+def test_a_flat_nll_keeps_temperature_one():
+    # a model that learned nothing: every T gives the same NLL, and the search used to end at T = 20
+    uniform = np.full((50, 7), 1 / 7, dtype=np.float32)
+    labels = np.arange(50) % 7
+    assert fit_temperature(labels, uniform) == 1.0
+    noisy = uniform + np.random.default_rng(0).normal(0, 1e-4, uniform.shape).astype(np.float32)
+    noisy /= noisy.sum(axis=1, keepdims=True)
+    fitted = fit_temperature(labels, noisy)
+    assert nll(labels, apply_temperature(noisy, fitted)) <= nll(labels, noisy)
+
+
 def test_ece_of_a_calibrated_model_is_near_zero_and_reliability_bins_add_up():
     labels, proba = sampled(1.0)
     assert expected_calibration_error(labels, proba) < 0.02

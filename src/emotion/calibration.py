@@ -23,10 +23,13 @@ def nll(labels: np.ndarray, proba: np.ndarray) -> float:
 
 
 def fit_temperature(labels: np.ndarray, proba: np.ndarray) -> float:
-    """The T in [0.05, 20] that minimises NLL on (labels, proba): fit it on validation data only."""
+    """The T in [0.05, 20] that minimises NLL on (labels, proba), or 1.0 unless it strictly lowers NLL: a
+    model that learned nothing has a flat NLL curve, where the search would otherwise end at a bound.
+    Fit it on validation data only."""
     result = minimize_scalar(lambda log_t: nll(labels, apply_temperature(proba, np.exp(log_t))),
                              bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-6})
-    return float(np.exp(result.x))
+    fitted = float(np.exp(result.x))
+    return fitted if nll(labels, apply_temperature(proba, fitted)) < nll(labels, proba) else 1.0
 
 
 def choose_temperature(labels: np.ndarray, proba: np.ndarray) -> tuple[float, str]:
