@@ -376,7 +376,9 @@ def test_busy_server_sheds_load_with_503_and_health_stays_fast(photos, monkeypat
         assert len(decodes) == 1  # concurrency 1: one photo decoded and analysed at a time, one queued
         analyzer.release.set()
         responses = [u.result() for u in uploads]
-    assert health.json()["in_progress"] == 2 and elapsed < 0.25
+    # /health answered while the analysis was still blocked, so it does not wait for the model; the bound only
+    # catches it queueing behind the 44 uploads (generous: a loaded CI host took 0.32 s)
+    assert health.json()["in_progress"] == 2 and elapsed < 2
     assert Counter(r.status_code for r in responses) == {200: 2, 503: 42}
     shed = [r for r in responses if r.status_code == 503]
     assert all(r.headers["retry-after"] == "1" and "busy" in r.json()["detail"] for r in shed)
