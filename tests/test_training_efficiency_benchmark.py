@@ -68,6 +68,7 @@ def test_images_per_second_warms_up_then_times_every_step():
     assert bench.images_per_second(lambda: calls.append(1), batch=4, steps=5) > 0
     assert len(calls) == 3 + 5
 
+
 @tensorflow_only
 def test_measures_with_the_train_stages_deterministic_ops_and_gives_the_setting_back(determinism):
     bench = load_script("benchmarks/training_efficiency.py")
