@@ -10,7 +10,10 @@ _EPS = 1e-12
 
 
 def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T): the probabilities of logits divided by T (T > 1 softens, < 1 sharpens)."""
+    """softmax(log p / T): the probabilities of logits divided by T (T > 1 softens, < 1 sharpens). T = 1 gives
+    proba itself, not its float round trip, so "no temperature" scores exactly as the unscaled model."""
+    if temperature == 1:
+        return proba
     logits = np.log(np.clip(proba, _EPS, 1)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     scaled = np.exp(logits)
