@@ -77,3 +77,10 @@ def test_a_temperature_is_applied_only_when_it_lowers_val_ece(monkeypatch):
     monkeypatch.setattr(calibration, "fit_temperature", lambda labels, proba: 3.0)  # a fit that makes ECE worse
     temperature, why = calibration.choose_temperature(labels, proba)
     assert temperature == 1.0 and "none is applied" in why
+
+
+def test_a_flat_nll_says_why_no_temperature_is_applied():
+    from emotion.calibration import choose_temperature
+
+    temperature, why = choose_temperature(np.arange(50) % 7, np.full((50, 7), 1 / 7, dtype=np.float32))
+    assert temperature == 1.0 and why.startswith("no temperature lowers val NLL")

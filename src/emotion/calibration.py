@@ -40,6 +40,8 @@ def choose_temperature(labels: np.ndarray, proba: np.ndarray) -> tuple[float, st
     labels, else 1.0 (leave the model as it is); with the reason, for the report."""
     fitted = fit_temperature(labels, proba)
     before = expected_calibration_error(labels, proba)
+    if fitted == 1.0:
+        return 1.0, f"no temperature lowers val NLL, so none is applied (val ECE {before:.4f})"
     after = expected_calibration_error(labels, apply_temperature(proba, fitted))
     if after <= before:
         return fitted, f"fitted on val (NLL); val ECE {before:.4f} → {after:.4f}"
