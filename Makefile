@@ -81,11 +81,11 @@ run: setup
 
 # The long CPU recipe (issue 10): the default recipe trained for LONG_EPOCHS (its cosine schedule then
 # decays to zero at that epoch) twice, with the default seed and with LONG_SEED, each in a temporary copy
-# (the workspace keeps the default's outputs), averaged with weights chosen on val (README: Against the
-# targets). 60 + 60 epochs: about twice the default's train time; it beat the default + 60-epoch + seed-7
+# (the workspace keeps the default's outputs), averaged with weights chosen on val (docs/experiments.md: The long
+# CPU recipe). 60 + 60 epochs: about twice the default's train time; it beat the default + 60-epoch + seed-7
 # trio (40 + 60 + 40) on val for less time. Every app takes the result: --model models/ensemble.json.
 # LONG_LR: the members are trained at the previous default's peak learning rate, 0.002; both retrained at
-# the default's 0.004 scored lower as a pair on val (68.54 / 67.82 against 68.85 / 68.06; README lever table).
+# the default's 0.004 scored lower as a pair on val (68.54 / 67.82 against 68.85 / 68.06; docs/experiments.md).
 LONG_EPOCHS ?= 60
 LONG_SEED ?= 7
 LONG_LR ?= 0.002
@@ -110,8 +110,8 @@ push: setup
 report: setup
 	emotion report --base $(or $(BASE),main) --print
 
-# The README's results table: experiments on the last N commits from REV, with the params that differ
-# (the README's: make results REV=d352219).
+# A results table: experiments on the last N commits from REV, with the params that differ
+# (docs/experiments.md, History: make results REV=d352219).
 results: setup
 	dvc exp show --md --only-changed --rev $(or $(REV),HEAD) -n $(or $(N),2) --drop \
 	  '^(train\.(accuracy|loss)|(?!Experiment$$|test\.accuracy$$|test\.macro_f1$$|metrics/eval\.json:val\.accuracy$$|test\.per_class\.(disgust|fear)\.recall$$|train\.|evaluate\.).*)$$'

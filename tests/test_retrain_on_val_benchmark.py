@@ -1,5 +1,5 @@
 """benchmarks/retrain_on_val.py measures lever 5 on a second val split: that split must be unseen by both
-runs, duplicates included, or the README's gain would be partly memorised faces."""
+runs, duplicates included, or the gain in docs/experiments.md would be partly memorised faces."""
 import hashlib
 
 import numpy as np

@@ -1,5 +1,5 @@
 """benchmarks/tta_grid.py compares denser test-time grids with ten-crop: its ten-crop row must be the
-pipeline's ten-crop, or the comparison in the README would be between two different things."""
+pipeline's ten-crop, or the comparison in docs/experiments.md would be between two different things."""
 import numpy as np
 
 from conftest import load_script
