@@ -85,8 +85,8 @@ run: setup
 # CPU recipe). 60 + 60 epochs: about twice the default's train time; it beat the default + 60-epoch + seed-7
 # trio (40 + 60 + 40) on val for less time. Every app takes the result: --model models/ensemble.json.
 # LONG_LR: the members are trained at the previous default's peak learning rate, 0.002; both retrained at
-# the default's 0.004 scored lower as a pair on val (68.54 / 67.82 against 68.85 / 68.06; lever table in
-# docs/experiments.md).
+# the default's 0.004 scored lower as a pair on val (68.54 / 67.82 against 68.85 / 68.06), and so did pairs
+# mixing 0.002 and 0.004 (68.75 and 68.81 ten-crop; lever table in docs/experiments.md).
 LONG_EPOCHS ?= 60
 LONG_SEED ?= 7
 LONG_LR ?= 0.002
