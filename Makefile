@@ -81,9 +81,9 @@ run: setup
 
 # The long CPU recipe (issue 10): the default recipe trained for LONG_EPOCHS (its cosine schedule then
 # decays to zero at that epoch) twice, with the default seed and with LONG_SEED, each in a temporary copy
-# (the workspace keeps the default's outputs), averaged with weights chosen on val (docs/experiments.md: The long
-# CPU recipe). 60 + 60 epochs: three times the default's 40, at the same cost an epoch; it beat the default + 60-epoch + seed-7
-# trio (40 + 60 + 40) on val for less time. Every app takes the result: --model models/ensemble.json.
+# (the workspace keeps the default's outputs), averaged with weights chosen on val (docs/experiments.md:
+# The long CPU recipe). 60 + 60 epochs: three times the default's 40, at the same cost an epoch; it beat
+# the default + 60-epoch + seed-7 trio (40 + 60 + 40) on val for less time. Every app takes the result: --model models/ensemble.json.
 # LONG_LR: the members are trained at the previous default's peak learning rate, 0.002; both retrained at
 # the default's 0.004 scored lower as a pair on val (68.54 / 67.82 against 68.85 / 68.06), and so did pairs
 # mixing 0.002 and 0.004 (68.75 and 68.81 ten-crop; lever table in docs/experiments.md).
