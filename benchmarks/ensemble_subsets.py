@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.errors import one_line_errors
 from emotion.evaluation import predict_proba
 from emotion.fileio import load_npz
 from emotion.inference import load_classifier
+from emotion.labelled import refuse_test_split
 
 
 def subset_accuracies(probas: dict[str, np.ndarray], labels: np.ndarray) -> dict[tuple[str, ...], float]:
@@ -33,6 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.models) < 2:
         parser.error("give two or more models to compare their ensembles")
+    refuse_test_split(args.data, "ensemble members")
     data = load_npz(args.data)
     single, tencrop = {}, {}
     for path in args.models:
@@ -49,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)()

@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # alignment.py's canva
 from alignment import CANVAS, FACE_SIDE, central_detection, tilted_canvas  # noqa: E402
 
 from emotion.detectors import DEFAULT_DETECTOR, Detection, get_detector  # noqa: E402
-from emotion.errors import EmotionError  # noqa: E402
+from emotion.errors import EmotionError, one_line_errors  # noqa: E402
 from emotion.evaluation import predict_proba  # noqa: E402
 from emotion.faces import DEFAULT_ALIGN, cut_face  # noqa: E402
 from emotion.fileio import load_npz  # noqa: E402
 from emotion.inference import load_classifier  # noqa: E402
+from emotion.labelled import refuse_test_split  # noqa: E402
 
 
 def framing(detections: list[Detection]) -> dict:
@@ -88,8 +89,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
-    if "test" in args.data.name.lower():
-        raise SystemExit(f"{args.data}: choose the margin on validation data (data/prepared/val.npz), not a test split")
+    refuse_test_split(args.data, "the margin")
 
     data = load_npz(args.data)
     count = len(data["labels"])
@@ -130,4 +130,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)()

@@ -20,11 +20,12 @@ import numpy as np
 from PIL import Image
 
 from emotion.data import CLASSES
-from emotion.errors import EmotionError
+from emotion.errors import EmotionError, one_line_errors
 from emotion.faces import centre_square, find_faces
 from emotion.fileio import load_npz
 from emotion.images import IMAGE_SIZE, open_image, to_model_input
 from emotion.inference import load_classifier
+from emotion.labelled import refuse_test_split
 
 CROP_SIZES = ((76, 96), (96, 76), (64, 96), (96, 64))
 ASPECTS = (1.0, 0.8, 0.67, 1.25)  # width / height of a cut around a found face
@@ -71,10 +72,10 @@ def main() -> None:
     parser.add_argument("--model", default="models/export/model.int8.onnx")
     parser.add_argument("--data", type=Path, default=Path("data/prepared/val.npz"))
     args = parser.parse_args()
+    if args.what == "crops":
+        refuse_test_split(args.data, "how a non-square face is made square")
     classifier = load_classifier(args.model)
     if args.what == "crops":
-        if "test" in args.data.name:
-            raise EmotionError(f"{args.data}: choose on val, not on a test split")
         split = load_npz(args.data)
         report(classifier, "96×96", val_crops(split["images"], 96, 96), split["labels"])
         for width, height in CROP_SIZES:
@@ -93,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)()

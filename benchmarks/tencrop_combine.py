@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.errors import one_line_errors
 from emotion.evaluation import TENCROP_SIDE, tta_views
 from emotion.fileio import load_npz
 from emotion.inference import load_classifier
+from emotion.labelled import refuse_test_split
 
 TEMPERATURES = (0.5, 0.77, 1.5, 2.0, 3.0)
 
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+", help="export folders or model files")
     parser.add_argument("--data", type=Path, default=Path("data/prepared/val.npz"))
     args = parser.parse_args()
+    refuse_test_split(args.data, "how ten-crop's views are combined")
     data = load_npz(args.data)
     rights = []
     for path in args.models:
@@ -62,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)()

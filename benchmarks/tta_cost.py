@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.errors import one_line_errors
 from emotion.evaluation import TENCROP_SIDE, predict_proba
 from emotion.fileio import load_npz
 from emotion.inference import RUNTIME_ORDER, load_classifier
+from emotion.labelled import refuse_test_split
 from emotion.training import cpu_name
 
 
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tta-crop", type=float, default=TENCROP_SIDE)
     args = parser.parse_args()
+    refuse_test_split(args.data, "a TTA")
     data = load_npz(args.data)
     batch = data["images"][:256]
     print(f"{cpu_name()}; {len(data['labels'])} images from {args.data}\n")
@@ -51,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)()

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from emotion.data import CLASSES
+from emotion.errors import one_line_errors
 from emotion.fileio import load_npz
 from emotion.inference import load_classifier
+from emotion.labelled import refuse_test_split
 
 STEPS = range(5)  # positions 0, 2, 4, 6, 8 px into the image padded by 4 px on each side; 2 is the centre
 VIEW_SETS = {
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+", help="export folders or model files")
     parser.add_argument("--data", type=Path, default=Path("data/prepared/val.npz"))
     args = parser.parse_args()
+    refuse_test_split(args.data, "a set of test-time views")
     data = load_npz(args.data)
     probas = []
     for path in args.models:
@@ -66,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)()

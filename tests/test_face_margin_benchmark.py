@@ -30,7 +30,9 @@ def test_a_shift_moves_the_box_and_the_eyes_by_a_fraction_of_its_side(bench):
 
 
 def test_the_margin_is_never_chosen_on_a_test_split(bench, tmp_path):
-    with pytest.raises(SystemExit, match="validation"):
+    from emotion.errors import EmotionError
+
+    with pytest.raises(EmotionError, match="validation"):
         bench.main(["--data", str(tmp_path / "test.npz")])
 
 

@@ -57,3 +57,24 @@ def test_subsets_are_equal_weight_means_of_the_pipelines_ensemble(images):
     assert accuracies[("0", "1", "2")] == pytest.approx(np.mean(together.argmax(1) == labels))
     pair = ensemble_proba(members[:2], images, tta="tencrop")
     assert accuracies[("0", "1")] == pytest.approx(np.mean(pair.argmax(1) == labels))
+
+
+@pytest.mark.parametrize("script, args", [
+    ("benchmarks/tencrop_combine.py", ["MODEL"]),
+    ("benchmarks/ensemble_subsets.py", ["A", "B"]),
+    ("benchmarks/tta_grid.py", ["MODEL"]),
+    ("benchmarks/tta_cost.py", []),
+    ("benchmarks/non_square.py", ["crops"]),
+])
+def test_benchmarks_that_choose_refuse_a_test_split_before_loading_anything(script, args, tmp_path, monkeypatch,
+                                                                           capsys):
+    from emotion.errors import one_line_errors
+
+    bench = load_script(script)
+    for name in ("test.npz", "PublicTest.npz"):  # the check ignores case; neither file exists
+        monkeypatch.setattr("sys.argv", [script, *args, "--data", str(tmp_path / name)])
+        with pytest.raises(SystemExit) as stop:
+            one_line_errors(bench.main)()  # as the script's `__main__` runs it: one line on stderr, exit 1
+        assert stop.value.code == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{name}: choose" in err and "never on the test split" in err

@@ -44,6 +44,7 @@ def _ensemble(args) -> None:
     from emotion.ensemble import EnsembleClassifier, choose_weights, write_ensemble
     from emotion.evaluation import predict_proba
     from emotion.inference import load_classifier
+    from emotion.labelled import refuse_test_split
 
     _check_scoring_options(args)
     _check_output_file(args.out, "--out")
@@ -53,10 +54,8 @@ def _ensemble(args) -> None:
         if not all(math.isfinite(w) and w >= 0 for w in args.weights) or sum(args.weights) <= 0:
             raise EmotionError(f"--weights {' '.join(map(str, args.weights))}: use weights of 0 or more with a "
                                "positive sum, e.g. 0.5 0.5")
+    refuse_test_split(args.val, "ensemble weights")
     data = _labelled_data(args.val)
-    if "test" in Path(args.val).name.lower():
-        raise EmotionError(f"{args.val}: choose ensemble weights on validation data (e.g. data/prepared/val.npz), "
-                           "never on the test split")
     args.tta, args.tta_crop = _pipeline_tta(args.tta, args.tta_crop)
     args.models = [_local_model(spec) for spec in args.models]  # REV:PATH members are fetched first
     members = [load_classifier(path) for path in args.models]
