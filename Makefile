@@ -111,11 +111,12 @@ push: setup
 report: setup
 	emotion report --base $(or $(BASE),main) --print
 
-# A results table: experiments on the last N commits from REV, with the params that differ
-# (docs/experiments.md, History: make results REV=d352219).
+# A results table: experiments on the last N commits from REV, with the params that differ, val and test
+# accuracy (ten-crop and single view), macro-F1, fear and disgust recall on test, and time.elapsed_s, the
+# seconds training took up to its last epoch (docs/experiments.md, History: make results REV=d352219).
 results: setup
 	dvc exp show --md --only-changed --rev $(or $(REV),HEAD) -n $(or $(N),2) --drop \
-	  '^(train\.(accuracy|loss)|(?!Experiment$$|test\.accuracy$$|test\.macro_f1$$|metrics/eval\.json:val\.accuracy$$|test\.per_class\.(disgust|fear)\.recall$$|train\.|evaluate\.).*)$$'
+	  '^(train\.(accuracy|loss)|(?!Experiment$$|(metrics/eval\.json:)?(val|test)\.(accuracy|macro_f1)$$|single_view\.(val|test)\.accuracy$$|test\.per_class\.(disgust|fear)\.recall$$|time\.elapsed_s$$|train\.|evaluate\.).*)$$'
 
 # Any non-zero pytest exit fails this target, including 5 (no test collected).
 test: setup-test

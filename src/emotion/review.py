@@ -68,19 +68,19 @@ def _delta(new, old) -> str:
 
 def headline_table(base: dict, new: dict) -> list[str]:
     lines = ["| metric (%) | base | new | Δ |", "|---|---:|---:|---:|"]
-    for split in ("test", "val"):
+    for split in ("val", "test"):  # val first: choices are made on it; test reports
         for key in ("accuracy", "macro_f1"):
             old, cur = base.get(split, {}).get(key), new.get(split, {}).get(key)
             lines.append(f"| {split} {key} | {_pct(old)} | {_pct(cur)} | {_delta(cur, old)} |")
     return lines
 
 
-def per_class_table(base: dict, new: dict) -> list[str]:
-    lines = ["| class (test) | recall base | recall new | Δ recall | F1 base | F1 new | Δ F1 |",
+def per_class_table(base: dict, new: dict, split: str) -> list[str]:
+    lines = [f"| class ({split}) | recall base | recall new | Δ recall | F1 base | F1 new | Δ F1 |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name in CLASSES:
-        old = base.get("test", {}).get("per_class", {}).get(name, {})
-        cur = new.get("test", {}).get("per_class", {}).get(name, {})
+        old = base.get(split, {}).get("per_class", {}).get(name, {})
+        cur = new.get(split, {}).get("per_class", {}).get(name, {})
         lines.append(f"| {name} | {_pct(old.get('recall'))} | {_pct(cur.get('recall'))} | "
                      f"{_delta(cur.get('recall'), old.get('recall'))} | {_pct(old.get('f1'))} | "
                      f"{_pct(cur.get('f1'))} | {_delta(cur.get('f1'), old.get('f1'))} |")
@@ -117,7 +117,7 @@ def build_report(root: Path, base: str, new: str | None, out: Path) -> str:
     lines += headline_table(base_eval, new_eval) + ["", "### Params", "", _dvc_md(root, "params", base, new),
                                                     "", "### Metrics", "", _dvc_md(root, "metrics", base, new),
                                                     "", "### Per class", ""]
-    lines += per_class_table(base_eval, new_eval)
+    lines += per_class_table(base_eval, new_eval, "val") + [""] + per_class_table(base_eval, new_eval, "test")
     matrices = {side: confusion_matrix_at(root, sha) for side, sha in (("base", base_sha), ("new", new_sha))}
     if all(m is not None for m in matrices.values()):
         assets = out.parent / f"{out.stem}_assets"
