@@ -29,9 +29,11 @@ from retrain_on_val import paired  # noqa: E402
 
 from emotion.data import CLASSES  # noqa: E402
 from emotion.ensemble import choose_weights  # noqa: E402
+from emotion.errors import one_line_errors  # noqa: E402
 from emotion.evaluation import ensemble_proba, predict_proba  # noqa: E402
 from emotion.fileio import load_npz, save_npz  # noqa: E402
 from emotion.inference import load_classifier  # noqa: E402
+from emotion.labelled import refuse_test_split  # noqa: E402
 
 
 def soft_targets(teacher_proba: np.ndarray, labels: np.ndarray, temperature: float, mix: float) -> np.ndarray:
@@ -101,8 +103,9 @@ def main() -> None:
     if args.command == "targets":
         write_targets(args.out, args.data, args.teachers, args.temperature, args.mix)
     else:
+        refuse_test_split(args.val, "ensemble weights")
         score(args.val, args.base, args.student, args.others, args.instead)
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)()

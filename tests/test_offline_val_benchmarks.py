@@ -59,20 +59,29 @@ def test_subsets_are_equal_weight_means_of_the_pipelines_ensemble(images):
     assert accuracies[("0", "1")] == pytest.approx(np.mean(pair.argmax(1) == labels))
 
 
-@pytest.mark.parametrize("script, args", [
-    ("benchmarks/tencrop_combine.py", ["MODEL"]),
-    ("benchmarks/ensemble_subsets.py", ["A", "B"]),
-    ("benchmarks/tta_grid.py", ["MODEL"]),
-    ("benchmarks/tta_cost.py", []),
-    ("benchmarks/non_square.py", ["crops"]),
+@pytest.mark.parametrize("script, args, option", [
+    ("benchmarks/tencrop_combine.py", ["MODEL"], "--data"),
+    ("benchmarks/ensemble_subsets.py", ["A", "B"], "--data"),
+    ("benchmarks/tta_grid.py", ["MODEL"], "--data"),
+    ("benchmarks/tta_cost.py", [], "--data"),
+    ("benchmarks/non_square.py", ["crops"], "--data"),
+    ("benchmarks/distillation.py", ["score", "--base", "B", "--student", "S", "--others", "A"], "--val"),
 ])
-def test_benchmarks_that_choose_refuse_a_test_split_before_loading_anything(script, args, tmp_path, monkeypatch,
-                                                                           capsys):
+def test_benchmarks_that_choose_refuse_a_test_split_before_loading_anything(script, args, option, tmp_path,
+                                                                           monkeypatch, capsys):
     from emotion.errors import one_line_errors
 
     bench = load_script(script)
+    capsys.readouterr()  # whatever importing the script printed
+
+    def must_not_load(*_, **__):
+        raise AssertionError("loaded before refusing the test split")
+
+    for loader in ("load_npz", "load_classifier"):
+        if hasattr(bench, loader):
+            monkeypatch.setattr(bench, loader, must_not_load)
     for name in ("test.npz", "PublicTest.npz"):  # the check ignores case; neither file exists
-        monkeypatch.setattr("sys.argv", [script, *args, "--data", str(tmp_path / name)])
+        monkeypatch.setattr("sys.argv", [script, *args, option, str(tmp_path / name)])
         with pytest.raises(SystemExit) as stop:
             one_line_errors(bench.main)()  # as the script's `__main__` runs it: one line on stderr, exit 1
         assert stop.value.code == 1
