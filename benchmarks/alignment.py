@@ -29,6 +29,7 @@ from emotion.evaluation import predict_proba
 from emotion.faces import DEFAULT_MARGIN, cut_face
 from emotion.fileio import load_npz
 from emotion.inference import load_classifier
+from emotion.labelled import is_test_split
 
 CANVAS, FACE_SIDE, GREY = 320, 160, 128
 WAYS = ("plain", "aligned")
@@ -136,7 +137,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
-    if "test" in args.data.name.lower():  # the README's test rows report a choice made on val
+    if is_test_split(args.data):  # the README's test rows report a choice made on val
         print(f"{args.data} is a test split: these numbers report, they do not choose (choose on val)")
 
     data = load_npz(args.data)

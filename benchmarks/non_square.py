@@ -72,8 +72,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/export/model.int8.onnx")
     parser.add_argument("--data", type=Path, default=Path("data/prepared/val.npz"))
     args = parser.parse_args()
-    if args.what == "crops":
-        refuse_test_split(args.data, "how a non-square face is made square")
+    refuse_test_split(args.data, "how a non-square face is made square")
     classifier = load_classifier(args.model)
     if args.what == "crops":
         split = load_npz(args.data)

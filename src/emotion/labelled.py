@@ -20,10 +20,14 @@ from emotion.faces import (CROP_MAX_SIDE, DEFAULT_ALIGN, DEFAULT_MARGIN, FaceMod
 from emotion.images import IMAGE_SIZE, open_image, read_image, to_model_input
 
 
+def is_test_split(path: Path) -> bool:
+    return "test" in Path(path).name.lower()
+
+
 def refuse_test_split(path: Path, choice: str) -> None:
     """Stop before `choice` (ensemble weights, a margin, a TTA) is made on a test split: every choice is made
     on validation data; a test split is scored once, to report."""
-    if "test" in Path(path).name.lower():
+    if is_test_split(path):
         raise EmotionError(f"{path}: choose {choice} on validation data (e.g. data/prepared/val.npz), "
                            "never on the test split")
 
