@@ -8,7 +8,7 @@ from pathlib import Path
 
 from emotion.config import load_params, to_dict
 from emotion.errors import one_line_errors
-from emotion.export import export_model
+from emotion.export import calibration_and_parity_images, export_model
 from emotion.fileio import file_digest, load_npz, write_json, write_text
 from emotion.modelcard import model_card
 from emotion.pipeline import StageInputs
@@ -29,9 +29,10 @@ def main():
         "single_view": scores["single_view"],
         "data_sha256": {split: file_digest(f"data/prepared/{split}.npz", "sha256") for split in ("train", "val", "test")},
     }
-    parity = export_model(Path("models/model.keras"), Path("models/export"), params.export.formats,
-                          test["images"][: params.export.parity_images], metadata,
-                          calibration_images=val["images"][: params.export.calibration_images], val=val,
+    calibration, parity_images = calibration_and_parity_images(val["images"], params.export.calibration_images,
+                                                               params.export.parity_images)
+    parity = export_model(Path("models/model.keras"), Path("models/export"), params.export.formats, parity_images,
+                          metadata, calibration_images=calibration, val=val,
                           int8_max_accuracy_drop=params.export.int8_max_accuracy_drop,
                           temperature=scores["calibration"]["temperature"])
     evaluate = params.evaluate

@@ -158,3 +158,14 @@ def test_every_runtime_is_scored_as_the_apps_run_it(exported, keras_model):
     assert runtimes["model.onnx"]["tencrop"]["val"]["accuracy"] == pytest.approx(expected)
     table = runtime_table(runtimes)
     assert len(table) == 2 + 2 * 5 and table[2].startswith("| model.int8.onnx | none |")
+
+
+def test_parity_images_are_val_faces_the_int8_calibration_did_not_see():
+    val = np.arange(3000)
+    calibration, parity = export.calibration_and_parity_images(val, 512, 256)
+    assert calibration.tolist() == list(range(512))
+    assert parity.tolist() == list(range(2744, 3000))
+    tiny = np.arange(10)  # too few to keep them apart: parity takes what there is, calibration too
+    calibration, parity = export.calibration_and_parity_images(tiny, 512, 256)
+    assert len(calibration) == len(parity) == 10
+    assert len(export.calibration_and_parity_images(tiny, 4, 0)[1]) == 0

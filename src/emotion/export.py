@@ -13,8 +13,16 @@ from emotion.inference import KerasClassifier, load_classifier
 FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "onnx_int8": "model.int8.onnx", "tflite": "model.tflite"}
 KERAS_FORMAT = {"saved_model": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
 # Largest |probability difference| from Keras an export may show: float formats only round; int8 quantizes
-# (0.028 for the default model). Beyond these the converted graph computes something else.
+# (0.03-0.05 for the default model: metrics/export.json). Beyond these the converted graph computes something else.
 PARITY_LIMIT = {"saved_model": 1e-3, "onnx": 1e-3, "tflite": 1e-3, "onnx_int8": 0.1}
+
+
+def calibration_and_parity_images(val_images: np.ndarray, calibration: int, parity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validation faces for the export: the first `calibration` calibrate int8, the last `parity` compare
+    every format with Keras. The two are disjoint whenever val holds both (the default's 2,902 faces
+    against 512 + 256); parity needs no labels, so an overlap on a tiny val costs nothing."""
+    parity = min(max(parity, 0), len(val_images))
+    return val_images[:max(calibration, 0)], val_images[len(val_images) - parity:]
 
 
 def export_model(model_path: Path, out_dir: Path, formats: list[str], parity_images: np.ndarray,
@@ -83,8 +91,8 @@ def _check_accuracy(fmt: str, report: dict, max_drop: float, out_dir: Path) -> N
 
 
 def quantize_onnx(model, fp32_path: Path, dest: Path, calibration_images: np.ndarray | None) -> None:
-    """Static int8 ONNX (QDQ, per-channel weights, min-max calibration). For the default VGG on 2 CPU
-    cores: 2,477 vs 930 faces/s, 63.19% vs 63.39% FER2013 test accuracy with flip TTA."""
+    """Static int8 ONNX (QDQ, per-channel weights, min-max calibration). metrics/runtimes.json records its
+    speed and val accuracy against the float formats; `export_model` rejects it if it loses val accuracy."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
